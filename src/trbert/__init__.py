@@ -1,0 +1,29 @@
+"""trbert: dynamic token reduction (TR-BERT) for BERT-family encoders, native to Hugging Face transformers."""
+
+from .configuration import TRBertConfig
+from .modeling import (
+    CheckpointError,
+    TRBertForQuestionAnswering,
+    TRBertForSequenceClassification,
+    TRBertForTokenClassification,
+    TRBertModel,
+    TRBertPreTrainedModel,
+)
+from .strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy, StepProposal, Tokens
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "FixedFractionStrategy",
+    "KeepStrategy",
+    "PolicyStrategy",
+    "StepProposal",
+    "TRBertConfig",
+    "TRBertForQuestionAnswering",
+    "TRBertForSequenceClassification",
+    "TRBertForTokenClassification",
+    "TRBertModel",
+    "TRBertPreTrainedModel",
+    "Tokens",
+]

@@ -1,0 +1,80 @@
+"""Configuration of a BERT-family encoder with dynamic token reduction."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import BertConfig
+
+BACKBONES = ("bert", "roberta")
+EXECUTIONS = ("packed", "padded")
+
+
+@strict(accept_kwargs=True)
+class TRBertConfig(BertConfig):
+    r"""A `BertConfig` plus the settings of the token-reduction steps.
+
+    Args:
+        reduction_layers: indices of the layers before which a reduction step runs. A step before layer 0
+            reduces the embeddings. Default: `[1, L // 2]` (`[1, 3]` for 6 layers, `[1, 6]` for 12), as in TR-BERT.
+        policy_hidden_size: width of each step's policy network.
+        keep_threshold: a token goes on when its keep probability is >= this; 0.0 keeps every token.
+        max_keep_ratio: at most this fraction of an example's non-padding tokens is kept by any step
+            (at inference), so no input costs more than the budget. Always-kept tokens count towards it
+            and are kept even beyond it.
+        keep_sep: always keep separator tokens (`sep_token_id`).
+        keep_first_segment: always keep every token up to and including the first separator
+            (the question, in question answering).
+        sep_token_id: the separator id; defaults to 102 for BERT and 2 for RoBERTa.
+        backbone: `"bert"` or `"roberta"`: selects the embeddings (RoBERTa counts positions from
+            `pad_token_id + 1`) and the sequence-classification head.
+        execution: how the layers after a reduction step run at inference. `"packed"` concatenates the
+            kept tokens of the whole batch for the projections and feed-forward and runs attention per
+            example; `"padded"` pads the kept tokens to the longest example and masks attention.
+    """
+
+    model_type = "trbert"
+
+    reduction_layers: list[int] | None = None
+    policy_hidden_size: int = 32
+    keep_threshold: float | int = 0.5
+    max_keep_ratio: float | int = 1.0
+    keep_sep: bool = False
+    keep_first_segment: bool = False
+    sep_token_id: int | None = None
+    backbone: str = "bert"
+    execution: str = "packed"
+
+    def __post_init__(self, **kwargs):
+        if self.reduction_layers is None:
+            self.reduction_layers = [1, self.num_hidden_layers // 2] if self.num_hidden_layers > 2 else [1]
+        else:
+            self.reduction_layers = [int(i) for i in self.reduction_layers]
+        if self.sep_token_id is None:
+            self.sep_token_id = 2 if self.backbone == "roberta" else 102
+        super().__post_init__(**kwargs)
+
+    def validate_reduction(self):
+        """Part of the `@strict` validation: settings that make no sense fail here, with the reason."""
+        layers = self.reduction_layers
+        if any(not 0 <= i < self.num_hidden_layers for i in layers):
+            raise ValueError(
+                f"reduction_layers={layers}: every index must lie in [0, {self.num_hidden_layers - 1}] "
+                f"for a model with {self.num_hidden_layers} layers"
+            )
+        if sorted(set(layers)) != layers:
+            raise ValueError(f"reduction_layers={layers} must be strictly increasing (each step refines the last)")
+        if not 0.0 <= self.keep_threshold <= 1.0:
+            raise ValueError(f"keep_threshold={self.keep_threshold} must lie in [0, 1]")
+        if not 0.0 < self.max_keep_ratio <= 1.0:
+            raise ValueError(f"max_keep_ratio={self.max_keep_ratio} must lie in (0, 1]")
+        if self.policy_hidden_size < 1:
+            raise ValueError(f"policy_hidden_size={self.policy_hidden_size} must be at least 1")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone={self.backbone!r} must be one of {BACKBONES}")
+        if self.execution not in EXECUTIONS:
+            raise ValueError(f"execution={self.execution!r} must be one of {EXECUTIONS}")
+
+    @property
+    def num_reduction_steps(self) -> int:
+        return len(self.reduction_layers)
+
+
+__all__ = ["TRBertConfig"]

@@ -1,0 +1,234 @@
+"""The reduction mechanism: the encoder whose later layers see only the tokens that were kept.
+
+One encoder serves every head. It runs in one of two modes:
+
+* removal (inference): the tokens of the batch are packed into one [T, d] tensor; after each
+  reduction step the skipped tokens are dropped from it, so later layers do less work.
+  With `restore=True` each skipped token's state (from the layer where it was skipped) is
+  written back at its original position for token-level heads.
+* masked (training): the batch stays one [B, n, d] tensor; skipped tokens are removed from
+  the keys of later layers and their states are frozen. For the same decisions this equals
+  removal; it lets the keep actions be sampled and returns their log-probabilities.
+
+Padding is never kept; position 0 ([CLS] / <s>) always is. Every decision is made per
+example, so an example's outputs do not depend on the rest of its batch.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
+
+from .strategies import KeepPolicy, KeepStrategy, PolicyStrategy, Tokens
+
+_EPS = 1e-6
+
+
+@dataclass
+class EncoderResult:
+    last_hidden_state: torch.Tensor  # [B, n, d] restored/masked, or [B, m, d] kept tokens only
+    kept_lengths: torch.Tensor  # [B, steps] tokens kept by each step
+    kept_fraction: torch.Tensor  # [B, steps] kept / original non-padding length
+    keep_log_prob: torch.Tensor | None  # [B] log-probability of the sampled or given actions
+
+
+class TRBertEncoder(nn.Module):
+    """BERT layers (the weights and names of `BertEncoder`) plus one keep policy per reduction step."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList([BertLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
+        self.policy = nn.ModuleList(
+            [KeepPolicy(config.hidden_size, config.policy_hidden_size) for _ in config.reduction_layers]
+        )
+        self.strategy: KeepStrategy = PolicyStrategy()
+
+    # ------------------------------------------------------------------ selection
+    def _forced(self, tokens: Tokens, input_ids: torch.Tensor | None) -> torch.Tensor:
+        """Tokens that every step keeps: [CLS] always; separators and the first segment optionally."""
+        forced = tokens.position == 0
+        if input_ids is not None and (self.config.keep_sep or self.config.keep_first_segment):
+            ids = input_ids[tokens.example, tokens.position]
+            is_sep = ids == self.config.sep_token_id
+            if self.config.keep_sep:
+                forced = forced | is_sep
+            if self.config.keep_first_segment:
+                n = input_ids.shape[1]
+                sep_pos = torch.where(input_ids == self.config.sep_token_id, torch.arange(n, device=ids.device), n)
+                first_sep = sep_pos.min(dim=1).values
+                forced = forced | (tokens.position <= first_sep[tokens.example])
+        return forced
+
+    def _select(self, step, tokens, input_ids, action, sample):
+        """Keep decisions [T] and their log-probabilities per example [B] (or None) at one step."""
+        config = self.config
+        proposal = self.strategy.propose(step, tokens, self.policy[step], config.keep_threshold)
+        forced = self._forced(tokens, input_ids)
+        log_prob = None
+        if action is not None or sample:
+            if action is not None:
+                keep = action[tokens.example, tokens.position].bool()
+            else:
+                if proposal.prob is None:
+                    raise ValueError(f"{type(self.strategy).__name__} has no keep probabilities to sample from")
+                keep = torch.bernoulli(proposal.prob.detach()).bool()
+            keep = keep | forced
+            if proposal.prob is not None:
+                p = proposal.prob.clamp(_EPS, 1 - _EPS)
+                token_lp = torch.where(keep, p.log(), (1 - p).log()).masked_fill(forced, 0.0)
+                log_prob = torch.zeros(len(tokens.present), dtype=token_lp.dtype, device=token_lp.device)
+                log_prob = log_prob.index_add(0, tokens.example, token_lp)
+            return keep, log_prob
+        # Deterministic decisions: the proposal, always-kept tokens, then the per-example budget.
+        keep = proposal.keep | forced
+        budget = torch.floor(tokens.length * config.max_keep_ratio + 1e-6).long()
+        if proposal.budget is not None:
+            budget = torch.minimum(budget, proposal.budget)
+        counts = torch.zeros_like(tokens.present).index_add(0, tokens.example, keep.long())
+        if bool((counts > budget).any()):
+            big = torch.finfo(proposal.score.dtype).max
+            key = torch.where(forced, big, torch.where(keep, proposal.score.clamp(-1e30, 1e30), -big))
+            keep = (keep & (_rank_within_example(key, tokens) < budget[tokens.example])) | forced
+        return keep, log_prob
+
+    # ------------------------------------------------------------------ layers
+    def _attention(self, layer: BertLayer, q, k, v, present: list[int]):
+        """Self-attention over packed tokens: one call per example (no padding, no mask)."""
+        sa = layer.attention.self
+        attend: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        dropout = sa.dropout.p if self.training else 0.0
+
+        def run(qe, ke, ve, batch):  # [batch * len, H, dh] -> [batch * len, H * dh]
+            shape = (batch, -1, sa.num_attention_heads, sa.attention_head_size)
+            out, _ = attend(
+                sa,
+                qe.reshape(shape).transpose(1, 2),
+                ke.reshape(shape).transpose(1, 2),
+                ve.reshape(shape).transpose(1, 2),
+                None,
+                dropout=dropout,
+                scaling=sa.scaling,
+            )
+            return out.reshape(-1, sa.all_head_size)
+
+        if len(set(present)) == 1:  # equal lengths: one batched call
+            return run(q, k, v, len(present))
+        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(present), k.split(present), v.split(present))]
+        return torch.cat(outs)
+
+    def _layer_packed(self, layer: BertLayer, h: torch.Tensor, present: list[int]) -> torch.Tensor:
+        sa = layer.attention.self
+        context = self._attention(layer, sa.query(h), sa.key(h), sa.value(h), present)
+        attention_output = layer.attention.output(context, h)
+        return layer.feed_forward_chunk(attention_output)
+
+    def _layer_padded(self, layer: BertLayer, h, example, rank, present: list[int]) -> torch.Tensor:
+        m = max(present)
+        padded = h.new_zeros(len(present), m, h.shape[-1])
+        padded[example, rank] = h
+        mask = torch.zeros(len(present), m, dtype=torch.long, device=h.device)
+        mask[example, rank] = 1
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=padded, attention_mask=mask)
+        return layer(padded, mask)[example, rank]
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        restore: bool = True,
+        masked: bool = False,
+        sample: bool = False,
+        keep_actions: list[torch.Tensor] | None = None,
+    ) -> EncoderResult:
+        if keep_actions is not None and len(keep_actions) != len(self.config.reduction_layers):
+            raise ValueError(
+                f"keep_actions has {len(keep_actions)} entries but the model has "
+                f"{len(self.config.reduction_layers)} reduction steps"
+            )
+        run = self._forward_masked if (masked or sample) else self._forward_removal
+        return run(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions)
+
+    def _forward_removal(self, hidden, mask, input_ids, restore, sample, keep_actions):
+        B, n, d = hidden.shape
+        length = mask.sum(1)
+        example, position = mask.nonzero(as_tuple=True)
+        h = hidden[example, position]
+        present = length.tolist()
+        rank = _ranks(example, length)
+        out = hidden.clone() if restore else None  # padding keeps its embedding output
+        steps = self.config.reduction_layers
+        kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
+        log_prob = None
+        for i, layer in enumerate(self.layer):
+            if i in steps:
+                step = steps.index(i)
+                tokens = Tokens(h, example, position, rank, torch.tensor(present, device=h.device), length)
+                action = keep_actions[step] if keep_actions is not None else None
+                keep, lp = self._select(step, tokens, input_ids, action, sample)
+                if lp is not None:
+                    log_prob = lp if log_prob is None else log_prob + lp
+                if restore:
+                    skip = ~keep
+                    out[example[skip], position[skip]] = h[skip]
+                h, example, position = h[keep], example[keep], position[keep]
+                counts = torch.zeros_like(length).index_add(0, example, torch.ones_like(example))
+                kept[:, step] = counts
+                present = counts.tolist()
+                rank = _ranks(example, counts)
+            if self.config.execution == "packed":
+                h = self._layer_packed(layer, h, present)
+            else:
+                h = self._layer_padded(layer, h, example, rank, present)
+        if restore:
+            out[example, position] = h
+        else:
+            out = h.new_zeros(B, max(present), d)
+            out[example, rank] = h
+        return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob)
+
+    def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions):
+        B, n, _ = hidden.shape
+        length = mask.sum(1)
+        present = mask
+        h = hidden
+        steps = self.config.reduction_layers
+        kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
+        log_prob = None
+        for i, layer in enumerate(self.layer):
+            if i in steps:
+                step = steps.index(i)
+                example, position = present.nonzero(as_tuple=True)
+                present_count = present.sum(1)
+                tokens = Tokens(h[example, position], example, position, _ranks(example, present_count), present_count, length)
+                action = keep_actions[step] if keep_actions is not None else None
+                keep, lp = self._select(step, tokens, input_ids, action, sample)
+                if lp is not None:
+                    log_prob = lp if log_prob is None else log_prob + lp
+                present = torch.zeros_like(present)
+                present[example[keep], position[keep]] = True
+                kept[:, step] = present.sum(1)
+            attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=present.long())
+            h = torch.where(present[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
+        return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob)
+
+
+def _ranks(example: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Index of each packed token within its example (tokens are grouped by example, in order)."""
+    offsets = torch.cumsum(present, 0) - present
+    return torch.arange(len(example), device=example.device) - offsets.to(example.device)[example]
+
+
+def _rank_within_example(key: torch.Tensor, tokens: Tokens) -> torch.Tensor:
+    """Rank of each token by `key` (descending) among the tokens of its example."""
+    by_key = torch.argsort(key, descending=True, stable=True)
+    order = by_key[torch.argsort(tokens.example[by_key], stable=True)]
+    rank = torch.empty_like(order)
+    rank[order] = _ranks(tokens.example[order], tokens.present)
+    return rank

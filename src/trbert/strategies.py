@@ -1,0 +1,90 @@
+"""Selection strategies: what decides, at a reduction step, which tokens go on.
+
+A strategy looks at the tokens present at a step and returns a `StepProposal`. The reduction
+mechanism (`trbert.reduction`) owns everything else: always-kept tokens, the keep budget,
+sampling, the removal itself and the restore. A new strategy is a small class with one method.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Tokens:
+    """The tokens present at a reduction step, flattened over the batch (T tokens in all)."""
+
+    hidden: torch.Tensor  # [T, d] hidden states entering the layer after the step
+    example: torch.Tensor  # [T] index of the example each token belongs to
+    position: torch.Tensor  # [T] original position of each token in its example
+    rank: torch.Tensor  # [T] index of each token among the present tokens of its example
+    present: torch.Tensor  # [B] number of tokens present in each example
+    length: torch.Tensor  # [B] original number of non-padding tokens of each example
+
+
+@dataclass
+class StepProposal:
+    """What a strategy proposes at one step; the mechanism turns it into keep decisions."""
+
+    keep: torch.Tensor  # [T] bool: tokens the strategy would keep
+    score: torch.Tensor  # [T] float: ranks tokens when a budget cuts (higher stays)
+    prob: torch.Tensor | None = None  # [T] keep probabilities of a stochastic policy (for sampling, log-probs)
+    budget: torch.Tensor | None = None  # [B] at most this many tokens per example
+
+
+class KeepStrategy:
+    """Interface of a selection strategy."""
+
+    def propose(self, step: int, tokens: Tokens, policy: nn.Module | None, threshold: float) -> StepProposal:
+        raise NotImplementedError
+
+
+class PolicyStrategy(KeepStrategy):
+    """The learned TR-BERT policy: keep a token when its policy probability reaches the threshold."""
+
+    def propose(self, step, tokens, policy, threshold):
+        prob = policy(tokens.hidden)
+        return StepProposal(keep=prob >= threshold, score=prob, prob=prob)
+
+
+class FixedFractionStrategy(KeepStrategy):
+    """Keep a fixed fraction of each example's original tokens at each step, bypassing the policy.
+
+    `order="first"` keeps the leading tokens; `order="random"` a random subset drawn from a
+    generator seeded per call, so a run is reproducible. Used to measure speed at known keep rates.
+    """
+
+    def __init__(self, fractions: list[float], order: str = "first", seed: int = 0):
+        if order not in ("first", "random"):
+            raise ValueError(f"order={order!r} must be 'first' or 'random'")
+        if any(not 0.0 < f <= 1.0 for f in fractions):
+            raise ValueError(f"fractions={fractions} must each lie in (0, 1]")
+        self.fractions = list(fractions)
+        self.order = order
+        self.seed = seed
+
+    def propose(self, step, tokens, policy, threshold):
+        if step >= len(self.fractions):
+            raise ValueError(f"FixedFractionStrategy has {len(self.fractions)} fractions but step {step} was asked")
+        budget = torch.clamp(torch.round(tokens.length * self.fractions[step]).long(), min=1)
+        if self.order == "first":
+            score = -tokens.rank.to(tokens.hidden.dtype)
+        else:
+            gen = torch.Generator(device="cpu").manual_seed(self.seed + step)
+            score = torch.rand(tokens.rank.shape, generator=gen).to(tokens.hidden.device)
+        keep = torch.ones_like(tokens.rank, dtype=torch.bool)
+        return StepProposal(keep=keep, score=score, budget=budget)
+
+
+class KeepPolicy(nn.Module):
+    """p = sigmoid(W2 gelu(W1 h + b1) + b2): one small network per reduction step."""
+
+    def __init__(self, hidden_size: int, policy_hidden_size: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, policy_hidden_size)
+        self.act = nn.GELU()
+        self.out = nn.Linear(policy_hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.out(self.act(self.dense(hidden)))).squeeze(-1)
