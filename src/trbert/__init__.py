@@ -1,6 +1,8 @@
 """trbert: dynamic token reduction (TR-BERT) for BERT-family encoders, native to Hugging Face transformers."""
 
 from .configuration import TRBertConfig
+from .cost import Cost, reduction_cost
+from .inputs import encode
 from .modeling import (
     CheckpointError,
     TRBertForQuestionAnswering,
@@ -15,6 +17,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "Cost",
+    "encode",
+    "reduction_cost",
     "FixedFractionStrategy",
     "KeepStrategy",
     "PolicyStrategy",

@@ -36,12 +36,16 @@ class StepProposal:
 class KeepStrategy:
     """Interface of a selection strategy."""
 
+    runs_policy = False  # whether it runs the policy networks (for cost accounting)
+
     def propose(self, step: int, tokens: Tokens, policy: nn.Module | None, threshold: float) -> StepProposal:
         raise NotImplementedError
 
 
 class PolicyStrategy(KeepStrategy):
     """The learned TR-BERT policy: keep a token when its policy probability reaches the threshold."""
+
+    runs_policy = True
 
     def propose(self, step, tokens, policy, threshold):
         prob = policy(tokens.hidden)

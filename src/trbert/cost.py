@@ -1,0 +1,68 @@
+"""Cost accounting: the multiply-adds an encoder executes, from the real kept lengths.
+
+Per layer on n tokens (d hidden, f feed-forward):
+    4 n d^2      query, key, value and output projections
+    2 n d f      feed-forward
+    2 n^2 d      attention scores (Q K^T) and the weighted sum of values
+Per reduction step on n tokens (p policy width): n (d p + p) for the policy network.
+Embeddings, layer norms, softmax, biases and the task head are not counted (they are small
+and the same for every method).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .configuration import TRBertConfig
+
+
+@dataclass
+class Cost:
+    macs: torch.Tensor  # [B] multiply-adds executed per example
+    full_macs: torch.Tensor  # [B] multiply-adds of the full model on the same (unpadded) input
+    speedup: torch.Tensor  # [B] full_macs / macs: the ideal speed-up
+
+    @property
+    def total_speedup(self) -> float:
+        """The batch's ideal speed-up: total full cost over total executed cost."""
+        return float(self.full_macs.sum() / self.macs.sum())
+
+
+def layer_macs(config, n: torch.Tensor) -> torch.Tensor:
+    d, f = config.hidden_size, config.intermediate_size
+    n = n.to(torch.float64)
+    return 4 * n * d * d + 2 * n * d * f + 2 * n * n * d
+
+
+def policy_macs(config, n: torch.Tensor) -> torch.Tensor:
+    return n.to(torch.float64) * (config.hidden_size * config.policy_hidden_size + config.policy_hidden_size)
+
+
+def tokens_per_layer(config: TRBertConfig, lengths: torch.Tensor, kept_lengths: torch.Tensor) -> torch.Tensor:
+    """[B, L]: how many tokens each layer ran on, given each step's kept lengths."""
+    per_layer = lengths[:, None].expand(-1, config.num_hidden_layers).clone()
+    for step, layer in enumerate(config.reduction_layers):
+        per_layer[:, layer:] = kept_lengths[:, step : step + 1]
+    return per_layer
+
+
+def reduction_cost(
+    config: TRBertConfig, lengths: torch.Tensor, kept_lengths: torch.Tensor | None, policy: bool = True
+) -> Cost:
+    """Executed and full multiply-adds per example.
+
+    lengths: [B] non-padding tokens of each example (e.g. `attention_mask.sum(1)`).
+    kept_lengths: [B, steps] from a trbert output, or None for the full model (no reduction steps run).
+    policy: whether the policy networks ran (False for strategies that bypass them).
+    """
+    lengths = lengths.detach().cpu().long()
+    full = config.num_hidden_layers * layer_macs(config, lengths)
+    if kept_lengths is None:
+        return Cost(full, full, torch.ones_like(full))
+    kept_lengths = kept_lengths.detach().cpu().long()
+    per_layer = tokens_per_layer(config, lengths, kept_lengths)
+    macs = layer_macs(config, per_layer).sum(1)
+    if policy:  # each step's policy scores the tokens present before it
+        before = torch.cat([lengths[:, None], kept_lengths[:, :-1]], dim=1)
+        macs = macs + policy_macs(config, before).sum(1)
+    return Cost(macs, full, full / macs)

@@ -1,0 +1,48 @@
+"""Text in, model inputs out: the checks a user's raw texts need before tokenization."""
+
+from collections.abc import Sequence
+
+
+def encode(tokenizer, texts, text_pairs=None, max_length: int | None = None, truncation: bool = True):
+    """Tokenize a text or a list of texts (optionally paired, e.g. question and context) for a trbert model.
+
+    Empty or whitespace-only texts and non-strings are rejected with the index of the offending text.
+    Texts longer than `max_length` (default: the tokenizer's limit) are truncated, or rejected when
+    `truncation=False`. Returns a `BatchEncoding` of PyTorch tensors, padded to the longest text.
+    """
+    texts = _as_list(texts, "texts")
+    if text_pairs is not None:
+        text_pairs = _as_list(text_pairs, "text_pairs")
+        if len(text_pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs: they must pair up one to one")
+    limit = max_length or tokenizer.model_max_length
+    if limit is None or limit > 100_000:  # tokenizers without a known limit report a huge sentinel
+        raise ValueError("the tokenizer does not say how many tokens the model takes: pass max_length")
+    if not truncation:
+        pieces = tokenizer(texts, text_pairs, truncation=False)["input_ids"]
+        too_long = [(i, len(ids)) for i, ids in enumerate(pieces) if len(ids) > limit]
+        if too_long:
+            i, n = too_long[0]
+            raise ValueError(
+                f"text {i} has {n} tokens but the model takes at most {limit}; shorten it or pass truncation=True"
+            )
+    strategy = "only_second" if text_pairs is not None else True
+    return tokenizer(
+        texts, text_pairs, truncation=strategy if truncation else False, max_length=limit,
+        padding=True, return_tensors="pt",
+    )
+
+
+def _as_list(texts, name: str) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError(f"{name} is empty: give at least one text")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise ValueError(f"{name}[{i}] is empty or only whitespace: there is nothing to classify")
+    return list(texts)

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+import trbert
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    sep_token_id=3,
+    pad_token_id=0,
+)
+CLS, SEP = 2, 3
+
+
+def tiny_config(**overrides) -> trbert.TRBertConfig:
+    return trbert.TRBertConfig(**{**TINY, **overrides})
+
+
+def tiny_batch(lengths, n=None, seed=0):
+    """input_ids / attention_mask for examples of the given real lengths: [CLS] words [SEP], right-padded."""
+    gen = torch.Generator().manual_seed(seed)
+    n = n or max(lengths)
+    ids = torch.zeros(len(lengths), n, dtype=torch.long)
+    mask = torch.zeros(len(lengths), n, dtype=torch.long)
+    for b, length in enumerate(lengths):
+        ids[b, :length] = torch.randint(5, TINY["vocab_size"], (length,), generator=gen)
+        ids[b, 0], ids[b, length - 1] = CLS, SEP
+        mask[b, :length] = 1
+    return ids, mask
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

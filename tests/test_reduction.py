@@ -1,0 +1,224 @@
+"""The reduction mechanism: removal, masking, restore, always-kept tokens, budgets, batch invariance."""
+
+import pytest
+import torch
+
+import trbert
+from conftest import CLS, SEP, tiny_batch, tiny_config
+
+LENGTHS = [20, 9, 31, 3, 14]
+
+
+def spread_policy(model, seed=1):
+    """Policy weights that keep some tokens and skip others (an untrained policy keeps all)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for policy in model.base_model.encoder.policy:
+            for p in policy.parameters():
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            policy.out.bias.zero_()
+    return model
+
+
+def make(cls=trbert.TRBertForTokenClassification, **overrides):
+    return spread_policy(cls(tiny_config(num_labels=5, **overrides)).eval())
+
+
+def decisions(model, ids, mask):
+    """The keep actions the deterministic policy takes, per step, at original positions (via masked mode)."""
+    actions, present = [], mask.bool()
+    captured = []
+    encoder = model.base_model.encoder
+    original = encoder._select
+
+    def spy(step, tokens, input_ids, action, sample):
+        keep, lp = original(step, tokens, input_ids, action, sample)
+        a = torch.zeros_like(mask, dtype=torch.bool)
+        a[tokens.example[keep], tokens.position[keep]] = True
+        captured.append(a)
+        return keep, lp
+
+    encoder._select = spy
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
+    finally:
+        encoder._select = original
+    return captured
+
+
+def test_policy_skips_some_tokens_and_keeps_others():
+    model = make()
+    ids, mask = tiny_batch(LENGTHS)
+    with torch.no_grad():
+        kept = model(input_ids=ids, attention_mask=mask).kept_lengths
+    lengths = mask.sum(1)
+    assert (kept[:, 0] <= lengths).all() and (kept[:, 1] <= kept[:, 0]).all()  # nested steps
+    assert (kept[:, -1] < lengths).any() and (kept[:, -1] > 1).any()
+
+
+@pytest.mark.parametrize("execution", ["packed", "padded"])
+@pytest.mark.parametrize("cls", [trbert.TRBertForSequenceClassification, trbert.TRBertForTokenClassification])
+def test_batch_invariance(cls, execution):
+    model = make(cls, execution=execution)
+    ids, mask = tiny_batch(LENGTHS)
+    with torch.no_grad():
+        batch = model(input_ids=ids, attention_mask=mask)
+        for b, length in enumerate(LENGTHS):
+            alone = model(input_ids=ids[b : b + 1, :length])
+            assert alone.kept_lengths.tolist() == batch.kept_lengths[b : b + 1].tolist()
+            if cls is trbert.TRBertForTokenClassification:
+                torch.testing.assert_close(alone.logits[0], batch.logits[b, :length], atol=1e-5, rtol=0)
+            else:
+                torch.testing.assert_close(alone.logits[0], batch.logits[b], atol=1e-5, rtol=0)
+
+
+def test_packed_and_padded_execution_agree():
+    ids, mask = tiny_batch(LENGTHS)
+    packed = make(execution="packed")
+    padded = make(execution="padded")
+    padded.load_state_dict(packed.state_dict())
+    with torch.no_grad():
+        a, b = packed(input_ids=ids, attention_mask=mask), padded(input_ids=ids, attention_mask=mask)
+    assert a.kept_lengths.tolist() == b.kept_lengths.tolist()
+    torch.testing.assert_close(a.logits[mask.bool()], b.logits[mask.bool()], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [trbert.TRBertForQuestionAnswering, trbert.TRBertForTokenClassification,
+                                 trbert.TRBertForSequenceClassification])
+def test_masked_training_forward_equals_removal_for_same_decisions(cls):
+    model = make(cls) if cls is not trbert.TRBertForQuestionAnswering else spread_policy(
+        cls(tiny_config(num_labels=2)).eval())
+    ids, mask = tiny_batch(LENGTHS)
+    actions = decisions(model, ids, mask)
+    with torch.no_grad():
+        removed = model(input_ids=ids, attention_mask=mask, keep_actions=actions)
+        masked = model(input_ids=ids, attention_mask=mask, keep_actions=actions, masked=True)
+        thresholded = model(input_ids=ids, attention_mask=mask, masked=True)  # same decisions, made in masked mode
+    assert removed.kept_lengths.tolist() == masked.kept_lengths.tolist() == thresholded.kept_lengths.tolist()
+    torch.testing.assert_close(removed.keep_log_prob, masked.keep_log_prob, atol=1e-5, rtol=0)
+    for field in ("logits", "start_logits", "end_logits"):
+        if hasattr(removed, field) and getattr(removed, field) is not None:
+            a, b = getattr(removed, field), getattr(masked, field)
+            if a.dim() == 2 and a.shape[1] == ids.shape[1]:
+                a, b = a[mask.bool()], b[mask.bool()]
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_restore_puts_each_state_back_at_its_position():
+    """A skipped token's final state is its state entering the layer after the step that skipped it."""
+    model = make(trbert.TRBertModel)
+    model.config.reduction_layers  # [1, 2] for 4 layers
+    ids, mask = tiny_batch(LENGTHS)
+    actions = decisions(model, ids, mask)
+    states = {}
+    hooks = [layer.register_forward_pre_hook(lambda m, args, i=i: states.__setitem__(i, args[0]))
+             for i, layer in enumerate(model.encoder.layer)]
+    with torch.no_grad():  # masked mode keeps [B, n, d] at every layer, so states align with positions
+        model(input_ids=ids, attention_mask=mask, masked=True)
+        restored = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    for h in hooks:
+        h.remove()
+    steps = model.config.reduction_layers
+    skipped_at_0 = mask.bool() & ~actions[0]
+    skipped_at_1 = actions[0] & ~actions[1]
+    assert skipped_at_0.any() and skipped_at_1.any()
+    torch.testing.assert_close(restored[skipped_at_0], states[steps[0]][skipped_at_0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(restored[skipped_at_1], states[steps[1]][skipped_at_1], atol=1e-5, rtol=0)
+    assert restored.shape == (*ids.shape, model.config.hidden_size)
+
+
+def test_padding_never_kept_and_cls_always_kept():
+    model = make()
+    with torch.no_grad():
+        for p in model.base_model.encoder.policy:
+            p.out.bias.fill_(-50.0)  # the policy wants to skip everything
+    ids, mask = tiny_batch(LENGTHS)
+    out = model(input_ids=ids, attention_mask=mask)
+    assert out.kept_lengths.tolist() == [[1, 1]] * len(LENGTHS)  # only [CLS]
+    with torch.no_grad():
+        for p in model.base_model.encoder.policy:
+            p.out.bias.fill_(50.0)  # keep everything: never more than the real tokens
+    actions = decisions(model, ids, mask)
+    assert all((a <= mask.bool()).all() for a in actions)
+    assert model(input_ids=ids, attention_mask=mask).kept_lengths[:, 1].tolist() == LENGTHS
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.2])
+def test_max_keep_ratio_is_respected(ratio):
+    model = make(max_keep_ratio=ratio)
+    with torch.no_grad():
+        for p in model.base_model.encoder.policy:
+            p.out.bias.fill_(3.0)  # keeps nearly everything without the budget
+    ids, mask = tiny_batch(LENGTHS)
+    kept = model(input_ids=ids, attention_mask=mask).kept_lengths
+    budget = torch.clamp(torch.floor(mask.sum(1) * ratio + 1e-6).long(), min=1)
+    assert (kept <= budget[:, None]).all()
+    assert (kept[:, 0] == budget).sum() >= 3  # the budget binds
+
+
+def test_budget_keeps_highest_probabilities():
+    model = make(max_keep_ratio=0.3, reduction_layers=[1])
+    ids, mask = tiny_batch([30])
+    encoder = model.base_model.encoder
+    probs = {}
+    original = encoder._select
+
+    def spy(step, tokens, input_ids, action, sample):
+        keep, lp = original(step, tokens, input_ids, action, sample)
+        probs["p"], probs["keep"] = encoder.policy[step](tokens.hidden), keep
+        return keep, lp
+
+    encoder._select = spy
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask)
+    p, keep = probs["p"], probs["keep"]
+    assert keep[0] and keep.sum() == 9
+    p_rest = p[1:]
+    assert p_rest[keep[1:]].min() >= p_rest[~keep[1:]].max()
+
+
+def test_keep_sep_and_first_segment():
+    ids, mask = tiny_batch([25])
+    ids[0, 8] = SEP  # question = positions 0..8
+    model = make(reduction_layers=[1], keep_sep=True, keep_first_segment=True)
+    with torch.no_grad():
+        for p in model.base_model.encoder.policy:
+            p.out.bias.fill_(-50.0)
+    (keep,) = decisions(model, ids, mask)
+    expected = torch.zeros(25, dtype=torch.bool)
+    expected[:9] = True
+    expected[24] = True  # final [SEP]
+    assert keep[0].tolist() == expected.tolist()
+
+
+def test_sampling_and_log_probs():
+    model = make(trbert.TRBertForSequenceClassification).train()
+    ids, mask = tiny_batch(LENGTHS)
+    torch.manual_seed(3)
+    out = model(input_ids=ids, attention_mask=mask, labels=torch.zeros(5, dtype=torch.long))
+    assert out.keep_log_prob.shape == (5,) and out.keep_log_prob.requires_grad
+    assert out.kept_fraction.shape == (5, 2)
+    torch.testing.assert_close(out.kept_fraction, out.kept_lengths / mask.sum(1, keepdim=True))
+    # The log-probability equals the sum of log p(action) computed by hand for a one-step model.
+    model = make(trbert.TRBertForSequenceClassification, reduction_layers=[0]).eval()
+    ids, mask = tiny_batch([6])
+    action = torch.tensor([[True, False, True, True, False, False]])
+    out = model(input_ids=ids, attention_mask=mask, keep_actions=[action])
+    emb = model.bert.embeddings(input_ids=ids)
+    p = model.bert.encoder.policy[0](emb)[0]
+    expected = sum(torch.log(p[i] if action[0, i] else 1 - p[i]) for i in range(1, 6))  # [CLS] is not an action
+    torch.testing.assert_close(out.keep_log_prob[0], expected, atol=1e-5, rtol=1e-5)
+    assert out.kept_lengths.tolist() == [[3]]
+    out.keep_log_prob.sum().backward()
+    assert model.bert.encoder.policy[0].dense.weight.grad.abs().sum() > 0
+
+
+def test_fixed_fraction_strategy_keeps_leading_tokens():
+    model = make(trbert.TRBertForSequenceClassification)
+    model.set_strategy(trbert.FixedFractionStrategy([0.5, 0.25]))
+    ids, mask = tiny_batch([20, 8])
+    out = model(input_ids=ids, attention_mask=mask)
+    assert out.kept_lengths.tolist() == [[10, 5], [4, 2]]
+    actions = decisions(model, ids, mask)
+    assert actions[1][0].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]
