@@ -11,9 +11,13 @@ from .modeling import (
     TRBertModel,
     TRBertPreTrainedModel,
 )
+from .qa_pipeline import QuestionAnsweringPipeline
+from .qa_pipeline import register as _register_qa_pipeline
 from .strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy, StepProposal, Tokens
 
 __version__ = "0.1.0"
+
+_register_qa_pipeline()
 
 __all__ = [
     "CheckpointError",
@@ -23,6 +27,7 @@ __all__ = [
     "FixedFractionStrategy",
     "KeepStrategy",
     "PolicyStrategy",
+    "QuestionAnsweringPipeline",
     "StepProposal",
     "TRBertConfig",
     "TRBertForQuestionAnswering",

@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import (
@@ -107,7 +108,7 @@ class TRBertPreTrainedModel(BertPreTrainedModel):
             key_mapping = {r"^roberta\.": "bert.", **(key_mapping or {})}
         try:
             return super().from_pretrained(path, *model_args, config=config, key_mapping=key_mapping, **kwargs)
-        except (OSError, RuntimeError, ValueError, KeyError) as e:
+        except (OSError, SafetensorError) as e:
             raise CheckpointError(
                 f"the checkpoint in {path!r} could not be loaded ({type(e).__name__}: {e}). "
                 "Its weights file may be missing, corrupt or half-written: save it again."
