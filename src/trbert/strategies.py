@@ -55,8 +55,9 @@ class PolicyStrategy(KeepStrategy):
 class FixedFractionStrategy(KeepStrategy):
     """Keep a fixed fraction of each example's original tokens at each step, bypassing the policy.
 
-    `order="first"` keeps the leading tokens; `order="random"` a random subset drawn from a
-    generator seeded per call, so a run is reproducible. Used to measure speed at known keep rates.
+    `order="first"` keeps the leading tokens; `order="random"` a random subset of positions, drawn
+    once per step from `seed`, so runs are reproducible and examples independent of their batch.
+    Used to measure speed at known keep rates.
     """
 
     def __init__(self, fractions: list[float], order: str = "first", seed: int = 0):
@@ -75,8 +76,11 @@ class FixedFractionStrategy(KeepStrategy):
         if self.order == "first":
             score = -tokens.rank.to(tokens.hidden.dtype)
         else:
-            gen = torch.Generator(device="cpu").manual_seed(self.seed + step)
-            score = torch.rand(tokens.rank.shape, generator=gen).to(tokens.hidden.device)
+            # A fixed random score per original position: the same draw whatever else is in the batch.
+            gen = torch.Generator(device="cpu").manual_seed(self.seed * 1000 + step)
+            size = max(8192, int(tokens.position.max()) + 1)  # a fixed size keeps the draw the same
+            table = torch.rand(size, generator=gen).to(tokens.hidden.device)
+            score = table[tokens.position]
         keep = torch.ones_like(tokens.rank, dtype=torch.bool)
         return StepProposal(keep=keep, score=score, budget=budget)
 

