@@ -215,7 +215,8 @@ class TRBertModel(TRBertPreTrainedModel):
         r"""
         restore: write each skipped token's state back at its position (`[B, n, d]` output); otherwise
             `last_hidden_state` holds only the tokens kept to the end, in order, padded to the longest.
-        masked: run the reduction by masking instead of removal (default: in training mode).
+        masked: run the reduction by masking instead of removal (default: in training mode). Removal
+            is differentiable too (and cheaper); masking keeps the batch one [B, n, d] tensor.
         sample: sample the keep actions from the policy probabilities (default: in training mode).
         keep_actions: one `[B, n]` bool tensor per step: the decisions to apply (at original positions).
         """

@@ -152,7 +152,7 @@ class TRBertEncoder(nn.Module):
                 f"keep_actions has {len(keep_actions)} entries but the model has "
                 f"{len(self.config.reduction_layers)} reduction steps"
             )
-        run = self._forward_masked if (masked or sample) else self._forward_removal
+        run = self._forward_masked if masked else self._forward_removal
         return run(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions)
 
     def _forward_removal(self, hidden, mask, input_ids, restore, sample, keep_actions):
