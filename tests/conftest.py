@@ -38,3 +38,15 @@ def tiny_batch(lengths, n=None, seed=0):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = [f"w{i}" for i in range(TINY["vocab_size"] - len(SPECIAL))]
+
+
+def tiny_tokenizer(words=WORDS, max_length=TINY["max_position_embeddings"]):
+    """A word-level BERT tokenizer over the given words (ids 5, 6, ... in order)."""
+    from transformers import BertTokenizerFast
+
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *words])}
+    return BertTokenizerFast(vocab=vocab, model_max_length=max_length)

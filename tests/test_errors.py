@@ -2,17 +2,14 @@
 
 import pytest
 import torch
-from transformers import BertTokenizerFast
 
 import trbert
-from conftest import TINY, tiny_batch, tiny_config
+from conftest import tiny_batch, tiny_config, tiny_tokenizer
 
 
 @pytest.fixture
-def tokenizer(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(94)]]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), model_max_length=TINY["max_position_embeddings"])
+def tokenizer():
+    return tiny_tokenizer()
 
 
 @pytest.fixture

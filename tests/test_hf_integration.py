@@ -8,22 +8,16 @@ from transformers import (
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    BertTokenizerFast,
     pipeline,
 )
 
 import trbert
-from conftest import TINY, tiny_batch, tiny_config
+from conftest import tiny_batch, tiny_config, tiny_tokenizer
 from test_reduction import spread_policy
 
-WORDS = [f"w{i}" for i in range(TINY["vocab_size"] - 5)]
-
-
 @pytest.fixture
-def tokenizer(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), model_max_length=TINY["max_position_embeddings"])
+def tokenizer():
+    return tiny_tokenizer()
 
 
 AUTO = [

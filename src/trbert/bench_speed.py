@@ -11,11 +11,8 @@ The plain model runs every layer on the padded batch; a TR setting's cost comes 
 """
 
 import datetime
-import json
 import os
-import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -26,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .cost import layer_macs, reduction_cost
+from .reporting import atomic_write, cpu_name, versions, write_json
 from .strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy
 
 BENCHMARK = "speed_minilm"
@@ -213,24 +211,6 @@ def load_minilm():
     return plain, tr
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def versions() -> dict:
-    import transformers
-
-    from . import __version__
-
-    return {"trbert": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
 def run(
     lengths: Sequence[int] = (512, 128),
     batch_sizes: Sequence[int] = (1, 32),
@@ -330,24 +310,6 @@ model returns only the kept tokens (`restore=False`). Ideal speed-up = multiply-
 plain model / multiply-adds the setting executes (`trbert.reduction_cost` on the kept lengths,
 policies included when they run); wall/ideal is the share of it the wall clock realises.
 {MD_END}"""
-
-
-def atomic_write(path: str | os.PathLike, text: str) -> None:
-    """Write through a temporary file in the same folder, so a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path: str | os.PathLike, report: dict) -> None:
-    atomic_write(path, json.dumps(report, indent=2) + "\n")
 
 
 def replace_section(text: str, section: str) -> str:

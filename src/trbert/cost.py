@@ -62,7 +62,7 @@ def reduction_cost(
     kept_lengths = kept_lengths.detach().cpu().long()
     per_layer = tokens_per_layer(config, lengths, kept_lengths)
     macs = layer_macs(config, per_layer).sum(1)
-    if policy:  # each step's policy scores the tokens present before it
+    if policy and kept_lengths.shape[1] > 0:  # each step's policy scores the tokens present before it
         before = torch.cat([lengths[:, None], kept_lengths[:, :-1]], dim=1)
         macs = macs + policy_macs(config, before).sum(1)
     return Cost(macs, full, full / macs)

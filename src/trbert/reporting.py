@@ -1,0 +1,51 @@
+"""What every results file records besides its numbers: the machine, the versions, and a safe write."""
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict:
+    import transformers
+
+    from . import __version__
+
+    return {"trbert": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write text (UTF-8) or bytes through a temporary file in the same folder, so a reader never
+    sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, report: dict) -> None:
+    atomic_write(path, json.dumps(report, indent=2) + "\n")
+
+
+def machine(gpu: str | None = None) -> dict:
+    """The machine a run happened on: CPU model, torch's CPU thread count, and the GPU used (None: none)."""
+    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "gpu": gpu}

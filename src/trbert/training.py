@@ -1,0 +1,245 @@
+"""The TR-BERT training recipe, in three stages, each usable alone and built on `transformers.Trainer`.
+
+1. `finetune`: the backbone with its task head, as a plain transformers model (the full model).
+2. `train_policy`: the policy networks by REINFORCE, the backbone frozen. For each example K keep
+   trajectories are sampled; reward = -task loss - alpha * mean over steps of the kept fraction;
+   baseline = the mean reward of the example's K samples.
+3. `train_joint`: every parameter, distillation from the stage-1 model's logits plus the same
+   REINFORCE term.
+
+Each stage writes Trainer checkpoints (resumable after an interruption: a run picks up from the
+last complete one) and, at its end, its model folder atomically: a killed run never leaves a
+folder that half-loads. Runs as one process or several (`torchrun`, `accelerate launch`).
+"""
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .modeling import TRBertForSequenceClassification
+
+TRAINER_STATE = "trainer_state.json"  # written last into a Trainer checkpoint: its presence marks it complete
+
+
+@dataclass
+class StageSettings:
+    """Hyper-parameters of one stage (defaults: a short run; presets in `trbert.recipe`)."""
+
+    epochs: float = 1.0
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 512
+    samples: int = 8  # K trajectories per example (policy and joint stages)
+    alpha: float = 1.0  # weight of the length penalty (policy and joint stages)
+    max_examples: int | None = None  # train on the first examples only (None: all)
+    seed: int = 0
+    save_steps: int = 50
+    logging_steps: int = 10
+    extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
+
+
+# ---------------------------------------------------------------------------- files
+def last_complete_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` holding a trainer state (a checkpoint cut off mid-write has none)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / TRAINER_STATE).is_file()]
+    return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]))) if done else None
+
+
+def save_atomically(model, tokenizer, target: str | os.PathLike) -> Path:
+    """Write a model folder next to `target`, then move it into place: the folder is whole or absent."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    model.save_pretrained(staging)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(staging)
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def stage_done(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / "config.json").is_file()
+
+
+# ---------------------------------------------------------------------------- data
+def tokenize_dataset(dataset, tokenizer, max_length: int, max_examples: int | None = None, keep=("label",)):
+    """input_ids / attention_mask (and the columns in `keep`) for a dataset with a `text` column."""
+    if max_examples is not None:
+        dataset = dataset.select(range(min(max_examples, len(dataset))))
+    drop = [c for c in dataset.column_names if c not in keep]
+    return dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
+        batched=True, remove_columns=drop, desc="tokenizing",
+    )
+
+
+class Collator(DataCollatorWithPadding):
+    """Pads the tokenizer's fields; stacks the others (labels, teacher logits) as they are."""
+
+    def __call__(self, features):
+        other = {k: torch.tensor([f.pop(k) for f in features]) for k in list(features[0]) if k not in
+                 ("input_ids", "attention_mask", "token_type_ids")}
+        batch = super().__call__(features)
+        if "label" in other:
+            other["labels"] = other.pop("label")
+        batch.update(other)
+        return batch
+
+
+def _training_args(folder: Path, s: StageSettings, **overrides) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(folder),
+        per_device_train_batch_size=s.batch_size,
+        num_train_epochs=s.epochs,
+        learning_rate=s.learning_rate,
+        warmup_steps=0.1,
+        weight_decay=0.01,
+        save_strategy="steps",
+        save_steps=s.save_steps,
+        save_total_limit=2,
+        logging_steps=s.logging_steps,
+        report_to=[],
+        seed=s.seed,
+        data_seed=s.seed,
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
+        **{**s.extra, **overrides},
+    )
+
+
+def _distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _train(trainer: Trainer, checkpoints: Path) -> None:
+    resume = last_complete_checkpoint(checkpoints)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_state()
+
+
+# ---------------------------------------------------------------------------- stage 1
+def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, label_names: list[str]) -> Path:
+    """Stage 1: fine-tune the backbone with a classification head. Writes `out_dir` (a plain transformers model)."""
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        backbone, num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
+    )
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples)
+    checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
+    trainer = Trainer(
+        model=model, args=_training_args(checkpoints, settings), train_dataset=train,
+        data_collator=Collator(tokenizer),
+    )
+    _train(trainer, checkpoints)
+    return save_atomically(trainer.model, tokenizer, out_dir)
+
+
+# ---------------------------------------------------------------------------- stages 2 and 3
+class ReductionTrainer(Trainer):
+    """A Trainer whose loss is the TR-BERT objective: REINFORCE on the keep actions, plus distillation
+    from teacher logits when the batch carries them (the joint stage)."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, samples: int, alpha: float, frozen_backbone: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.samples, self.alpha, self.frozen_backbone = samples, alpha, frozen_backbone
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.frozen_backbone:
+            model.eval()  # no dropout in the frozen backbone: rewards differ only by the sampled actions
+        labels = inputs.pop("labels")
+        teacher = inputs.pop("teacher_logits", None)
+        K = self.samples
+        repeated = {k: v.repeat_interleave(K, dim=0) for k, v in inputs.items()}
+        out = model(**repeated, sample=True, masked=False)
+        task_loss = F.cross_entropy(out.logits, labels.repeat_interleave(K), reduction="none")
+        kept = out.kept_fraction.mean(dim=1)
+        reward = (-task_loss.detach() - self.alpha * kept).view(-1, K)
+        advantage = (reward - reward.mean(dim=1, keepdim=True)).view(-1)
+        loss = -(advantage * out.keep_log_prob).mean()
+        if teacher is not None:
+            soft = F.softmax(teacher.float().repeat_interleave(K, dim=0), dim=-1)
+            loss = loss + -(soft * F.log_softmax(out.logits, dim=-1)).sum(-1).mean()
+        self._log_extra(reward, kept, task_loss)
+        return (loss, out) if return_outputs else loss
+
+    def _log_extra(self, reward, kept, task_loss):
+        self._extra = {"reward": reward.mean().item(), "kept": kept.mean().item(), "task_loss": task_loss.mean().item()}
+
+    def log(self, logs, *args, **kwargs):
+        if getattr(self, "_extra", None) and "loss" in logs:
+            logs = {**logs, **{k: round(v, 4) for k, v in self._extra.items()}}
+        super().log(logs, *args, **kwargs)
+
+
+def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings, joint: bool,
+                     model_overrides: dict) -> Path:
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = TRBertForSequenceClassification.from_pretrained(source, **model_overrides)
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples,
+                             keep=("label", "teacher_logits"))
+    if not joint:
+        for name, p in model.named_parameters():
+            p.requires_grad = ".policy." in name
+    checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
+    trainer = ReductionTrainer(
+        model=model, args=_training_args(checkpoints, settings), train_dataset=train,
+        data_collator=Collator(tokenizer), samples=settings.samples, alpha=settings.alpha,
+        frozen_backbone=not joint,
+    )
+    _train(trainer, checkpoints)
+    model.requires_grad_(True)
+    return save_atomically(trainer.model, tokenizer, out_dir)
+
+
+def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, **model_overrides) -> Path:
+    """Stage 2: train the policies of the model in `source` (stage 1's folder, or any classifier
+    checkpoint) by REINFORCE, the backbone frozen. `model_overrides` set TRBertConfig fields
+    (e.g. `reduction_layers`)."""
+    return _reduction_stage(source, dataset, out_dir, settings, joint=False, model_overrides=model_overrides)
+
+
+@torch.inference_mode()
+def teacher_logits(model_dir: str, dataset, max_length: int, batch_size: int = 32) -> list[list[float]]:
+    """The logits of the model in `model_dir` on every text of `dataset` (for distillation)."""
+    from .evaluation import predict_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    return predict_batches(model, tokenizer, list(dataset["text"]), max_length, batch_size).logits.tolist()
+
+
+def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings, **model_overrides) -> Path:
+    """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
+    the model in `teacher` (stage 1's folder) plus the REINFORCE term."""
+    if settings.max_examples is not None:
+        dataset = dataset.select(range(min(settings.max_examples, len(dataset))))
+    if "teacher_logits" not in dataset.column_names:
+        dataset = dataset.add_column("teacher_logits", teacher_logits(teacher, dataset, settings.max_length))
+    return _reduction_stage(source, dataset, out_dir, settings, joint=True, model_overrides=model_overrides)

@@ -1,0 +1,120 @@
+"""The training recipe on a tiny synthetic task: one marked token decides the label among filler.
+
+Labels: "red" or "blue" when that marker word occurs (once), "none" when neither does; so dropping
+either marker loses the label (with only two classes, a policy could drop one marker and read its
+absence).
+
+After policy training with alpha > 0 the model keeps the marked token, drops most filler and stays
+accurate; a larger alpha keeps fewer tokens. The reduction step acts on the embeddings (before layer
+0), so no layer has mixed the marker into other tokens before the policy decides. This checks the REINFORCE signs and baseline in seconds.
+"""
+
+import json
+import random
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, BertTokenizerFast
+
+import trbert
+from conftest import tiny_tokenizer
+from trbert import training
+
+FILLER = [f"w{i}" for i in range(40)]
+MARKERS = ["red", "blue"]  # class 0, class 1; class 2: no marker
+LABELS = [*MARKERS, "none"]
+
+
+def synthetic(n, seed, length=24):
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        words = [rng.choice(FILLER) for _ in range(length)]
+        label = rng.randrange(3)
+        if label < 2:
+            words[rng.randrange(length)] = MARKERS[label]
+        texts.append(" ".join(words))
+        labels.append(label)
+    return Dataset.from_dict({"text": texts, "label": labels})
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("backbone")
+    tokenizer = tiny_tokenizer(FILLER + MARKERS)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(FILLER) + 7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def finetuned(backbone, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "finetune"
+    settings = training.StageSettings(epochs=8, learning_rate=2e-3, batch_size=32, max_length=64, save_steps=1000)
+    training.finetune(backbone, synthetic(600, seed=1), out, settings, label_names=LABELS)
+    return str(out)
+
+
+def keep_stats(model_dir, data):
+    model = trbert.TRBertForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = BertTokenizerFast.from_pretrained(model_dir)
+    enc = tok(list(data["text"]), return_tensors="pt", padding=True)
+    marker_ids = torch.tensor(tok.convert_tokens_to_ids(MARKERS))
+    captured = []
+    original = model.bert.encoder._select
+
+    def spy(step, tokens, input_ids, action, sample):
+        keep, lp = original(step, tokens, input_ids, action, sample)
+        is_marker = torch.isin(input_ids[tokens.example, tokens.position], marker_ids)
+        captured.append((keep[is_marker].float().mean().item(), keep[~is_marker].float().mean().item()))
+        return keep, lp
+
+    model.bert.encoder._select = spy
+    with torch.no_grad():
+        out = model(**enc)
+    accuracy = (out.logits.argmax(-1) == torch.tensor(list(data["label"]))).float().mean().item()
+    marker_kept, other_kept = captured[0]
+    return accuracy, marker_kept, other_kept, out.kept_fraction.mean().item()
+
+
+def test_finetuned_backbone_solves_the_task(finetuned):
+    accuracy, *_ = keep_stats(finetuned, synthetic(200, seed=2))
+    assert accuracy >= 0.95
+
+
+def test_policy_learns_to_keep_the_marker_and_drop_filler(finetuned, tmp_path):
+    test = synthetic(200, seed=2)
+    results = {}
+    for alpha in (0.02, 0.5):
+        settings = training.StageSettings(epochs=3, learning_rate=1e-2, batch_size=32, max_length=64,
+                                          samples=8, alpha=alpha, save_steps=1000)
+        out = training.train_policy(finetuned, synthetic(300, seed=3), tmp_path / f"policy-{alpha}", settings,
+                                    reduction_layers=[0])
+        results[alpha] = keep_stats(out, test)
+    accuracy, marker_kept, other_kept, fraction = results[0.5]
+    assert accuracy >= 0.9 and marker_kept >= 0.95 and other_kept <= 0.2, results
+    assert results[0.02][0] >= 0.9 and results[0.02][1] >= 0.95, results
+    assert fraction < 0.8 * results[0.02][3], results  # the larger alpha keeps fewer tokens
+
+
+def test_joint_stage_and_checkpoints_load_through_auto(finetuned, tmp_path):
+    settings = training.StageSettings(epochs=1, learning_rate=1e-2, batch_size=32, max_length=64, samples=4,
+                                      alpha=1.0, save_steps=5)
+    policy = training.train_policy(finetuned, synthetic(160, seed=4), tmp_path / "policy", settings,
+                                   reduction_layers=[0])
+    settings.learning_rate = 1e-4
+    joint = training.train_joint(policy, finetuned, synthetic(160, seed=5), tmp_path / "joint", settings)
+    for folder in (finetuned, policy, joint):
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        assert model.config.num_labels == 3
+    assert isinstance(AutoModelForSequenceClassification.from_pretrained(joint),
+                      trbert.TRBertForSequenceClassification)
+    # Every stage left resumable checkpoints; the last one is complete.
+    last = training.last_complete_checkpoint(tmp_path / "joint-checkpoints")
+    state = json.loads((tmp_path / "joint-checkpoints" / last.split("/")[-1] / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+    assert not list(tmp_path.glob(".joint.*"))  # no staging folder left behind
