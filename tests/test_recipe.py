@@ -1,0 +1,42 @@
+"""The main job's pipeline on the tiny synthetic task: every stage, the evaluation and the report."""
+
+from dataclasses import replace
+
+from trbert import recipe, training
+from test_training import LABELS, backbone, synthetic  # noqa: F401  (the backbone fixture)
+
+
+def test_train_all_and_evaluate_all(backbone, tmp_path):  # noqa: F811
+    preset = recipe.Preset(
+        name="tiny", max_length=64,
+        finetune=training.StageSettings(epochs=8, learning_rate=2e-3, batch_size=32, save_steps=1000),
+        policy=training.StageSettings(epochs=2, learning_rate=1e-2, batch_size=32, samples=4, save_steps=1000),
+        joint=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, samples=2, save_steps=1000),
+        alphas=[0.5, 2.0], reduction_layers=[0], truncation=[8, 16], timing_examples=16, batch_sizes=(1, 8),
+    )
+    folders = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
+    assert set(folders["tr"]) == {0.5, 2.0}
+    records = recipe.evaluate_all(preset, folders, synthetic(120, seed=9), progress=False)
+    methods = [(r["method"], r["setting"], r["batch_size"]) for r in records]
+    assert methods[0] == ("full", "fine-tuned", 8)
+    assert ("truncation", "first 8 tokens", 8) in methods
+    assert ("tr", "alpha=0.5", 1) in methods and ("tr", "alpha=2", 8) in methods
+    full = records[0]["score"]
+    assert full >= 0.9
+    for r in records:
+        if r["method"] == "tr":
+            assert r["flops_speedup"] > 1.5 and r["wall_speedup"] > 0 and r["ci_low"] <= r["accuracy_diff"]
+            assert abs(r["score"] - full - r["accuracy_diff"]) < 1e-9
+    text = recipe.table(records)
+    assert text.count("\n") == len(records) + 1 and "alpha=0.5" in text
+
+    # A re-run finds every stage done and trains nothing.
+    stamps = {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
+    recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
+    assert stamps == {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
+
+
+def test_presets_are_consistent():
+    for name, preset in recipe.PRESETS.items():
+        assert preset.name == name and preset.alphas and preset.max_length <= 512
+        assert replace(preset, alphas=[1.0]).alphas == [1.0]
