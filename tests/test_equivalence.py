@@ -16,7 +16,7 @@ from transformers import (
 )
 
 import trbert
-from conftest import TINY, tiny_batch, tiny_config
+from conftest import TINY, tiny_batch
 
 HEADS = {
     "bert": [

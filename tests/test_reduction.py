@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import trbert
-from conftest import CLS, SEP, tiny_batch, tiny_config
+from conftest import SEP, tiny_batch, tiny_config
 
 LENGTHS = [20, 9, 31, 3, 14]
 
@@ -26,7 +26,6 @@ def make(cls=trbert.TRBertForTokenClassification, **overrides):
 
 def decisions(model, ids, mask):
     """The keep actions the deterministic policy takes, per step, at original positions (via masked mode)."""
-    actions, present = [], mask.bool()
     captured = []
     encoder = model.base_model.encoder
     original = encoder._select
@@ -107,8 +106,7 @@ def test_masked_training_forward_equals_removal_for_same_decisions(cls):
 
 def test_restore_puts_each_state_back_at_its_position():
     """A skipped token's final state is its state entering the layer after the step that skipped it."""
-    model = make(trbert.TRBertModel)
-    model.config.reduction_layers  # [1, 2] for 4 layers
+    model = make(trbert.TRBertModel)  # reduction steps before layers 1 and 2 (of 4)
     ids, mask = tiny_batch(LENGTHS)
     actions = decisions(model, ids, mask)
     states = {}

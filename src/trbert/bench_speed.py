@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from .cost import layer_macs, reduction_cost
-from .reporting import atomic_write, cpu_name, versions, write_json
+from . import reporting
+from .reporting import cpu_name, versions, write_json  # noqa: F401  (write_json: used by the CLI)
 from .strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy
 
 BENCHMARK = "speed_minilm"
@@ -312,15 +312,5 @@ policies included when they run); wall/ideal is the share of it the wall clock r
 {MD_END}"""
 
 
-def replace_section(text: str, section: str) -> str:
-    """`text` with the block between the speed markers replaced by `section` (appended if absent)."""
-    start, end = text.find(MD_BEGIN), text.find(MD_END)
-    if start != -1 and end > start:
-        return text[:start] + section + text[end + len(MD_END):]
-    return text.rstrip("\n") + ("\n\n" if text.strip() else "") + section + "\n"
-
-
 def update_results_md(path: str | os.PathLike, section: str) -> None:
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n"
-    atomic_write(path, replace_section(text, section))
+    reporting.update_section(path, "speed", section)

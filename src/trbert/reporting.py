@@ -49,3 +49,17 @@ def write_json(path: str | os.PathLike, report: dict) -> None:
 def machine(gpu: str | None = None) -> dict:
     """The machine a run happened on: CPU model, torch's CPU thread count, and the GPU used (None: none)."""
     return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "gpu": gpu}
+
+
+def update_section(path: str | os.PathLike, name: str, section: str) -> None:
+    """Replace the block between `<!-- name:begin -->` and `<!-- name:end -->` of a markdown file by
+    `section` (which holds both markers), or append it; the rest of the file stays as it is."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Results\n"
+    start, stop = text.find(begin), text.find(end)
+    if start != -1 and stop > start:
+        text = text[:start] + section + text[stop + len(end):]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + section + "\n"
+    atomic_write(path, text)
