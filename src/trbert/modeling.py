@@ -80,8 +80,9 @@ class TRBertPreTrainedModel(BertPreTrainedModel):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             init.zeros_(module.token_type_ids)
         if isinstance(module, nn.Linear) and getattr(module, "is_policy_output", False):
-            # An untrained policy keeps every token (p = sigmoid(2) = 0.88 >= 0.5): the model starts as the full model.
-            init.constant_(module.bias, 2.0)
+            # An untrained policy keeps every token (p = sigmoid(1) = 0.73 >= 0.5): the model starts as the full
+            # model, and sampled actions still explore skipping.
+            init.constant_(module.bias, 1.0)
 
     def set_strategy(self, strategy: "strategies.KeepStrategy") -> None:
         """Choose what decides which tokens are kept (default: the learned policy, `PolicyStrategy`)."""

@@ -36,6 +36,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -66,6 +66,7 @@ def save_atomically(model, tokenizer, target: str | os.PathLike) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private
     model.save_pretrained(staging)
     if tokenizer is not None:
         tokenizer.save_pretrained(staging)
@@ -83,10 +84,17 @@ def stage_done(folder: str | os.PathLike) -> bool:
 
 
 # ---------------------------------------------------------------------------- data
-def tokenize_dataset(dataset, tokenizer, max_length: int, max_examples: int | None = None, keep=("label",)):
+def subset(dataset, max_examples: int | None, seed: int = 0):
+    """A seeded random subset of `max_examples` rows (all rows when None), in a fixed order."""
+    if max_examples is None or max_examples >= len(dataset):
+        return dataset
+    return dataset.shuffle(seed=seed).select(range(max_examples))
+
+
+def tokenize_dataset(dataset, tokenizer, max_length: int, max_examples: int | None = None, keep=("label",),
+                     seed: int = 0):
     """input_ids / attention_mask (and the columns in `keep`) for a dataset with a `text` column."""
-    if max_examples is not None:
-        dataset = dataset.select(range(min(max_examples, len(dataset))))
+    dataset = subset(dataset, max_examples, seed)
     drop = [c for c in dataset.column_names if c not in keep]
     return dataset.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
@@ -123,6 +131,8 @@ def _training_args(folder: Path, s: StageSettings, **overrides) -> TrainingArgum
         seed=s.seed,
         data_seed=s.seed,
         remove_unused_columns=False,
+        # Our losses are per-batch means; averaging "tokens" across processes would scale them by the world size.
+        average_tokens_across_devices=False,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
         **{**s.extra, **overrides},
@@ -133,10 +143,15 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _train(trainer: Trainer, checkpoints: Path) -> None:
-    resume = last_complete_checkpoint(checkpoints)
-    trainer.train(resume_from_checkpoint=resume)
+def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Path) -> Path:
+    """Train (resuming from the last complete checkpoint), then write the stage folder from the main
+    process only (save_pretrained writes on rank 0 alone) while the others wait."""
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
     trainer.save_state()
+    if trainer.is_world_process_zero():
+        save_atomically(trainer.model, tokenizer, out_dir)
+    trainer.accelerator.wait_for_everyone()
+    return out_dir
 
 
 # ---------------------------------------------------------------------------- stage 1
@@ -148,14 +163,13 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
         backbone, num_labels=len(label_names),
         id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
     )
-    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples)
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, seed=settings.seed)
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = Trainer(
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
         data_collator=Collator(tokenizer),
     )
-    _train(trainer, checkpoints)
-    return save_atomically(trainer.model, tokenizer, out_dir)
+    return _train_and_save(trainer, checkpoints, tokenizer, out_dir)
 
 
 # ---------------------------------------------------------------------------- stages 2 and 3
@@ -203,7 +217,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = TRBertForSequenceClassification.from_pretrained(source, **model_overrides)
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples,
-                             keep=("label", "teacher_logits"))
+                             keep=("label", "teacher_logits"), seed=settings.seed)
     if not joint:
         for name, p in model.named_parameters():
             p.requires_grad = ".policy." in name
@@ -213,9 +227,9 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
         data_collator=Collator(tokenizer), samples=settings.samples, alpha=settings.alpha,
         frozen_backbone=not joint,
     )
-    _train(trainer, checkpoints)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
     model.requires_grad_(True)
-    return save_atomically(trainer.model, tokenizer, out_dir)
+    return out
 
 
 def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, **model_overrides) -> Path:
@@ -238,8 +252,7 @@ def teacher_logits(model_dir: str, dataset, max_length: int, batch_size: int = 3
 def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings, **model_overrides) -> Path:
     """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
     the model in `teacher` (stage 1's folder) plus the REINFORCE term."""
-    if settings.max_examples is not None:
-        dataset = dataset.select(range(min(settings.max_examples, len(dataset))))
+    dataset = subset(dataset, settings.max_examples, settings.seed)
     if "teacher_logits" not in dataset.column_names:
         dataset = dataset.add_column("teacher_logits", teacher_logits(teacher, dataset, settings.max_length))
     return _reduction_stage(source, dataset, out_dir, settings, joint=True, model_overrides=model_overrides)
