@@ -237,6 +237,7 @@ def test_predict_rejects_empty_texts_with_a_clear_message(run, tmp_path, capsys)
                "--reduction-layers", "--max-examples", "-log.jsonl", "torchrun"]),
     ("eval", ["--model", "--full-model", "--split", "--timing-repeats", "--json", "keep_threshold=0"]),
     ("predict", ["--model", "TEXT", "--file", "--json", "--text-column"]),
+    ("run", ["--preset", "--run-dir", "--alphas", "--report", "quick", "full", "tradeoff.png"]),
 ])
 def test_help_reads_well(command, options, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -292,8 +292,62 @@ def add_predict(subparsers) -> None:
     p.set_defaults(handler=commands.predict)
 
 
+# ---------------------------------------------------------------------------- run (the main job)
+RUN_DESCRIPTION = """\
+The main job: the whole TR-BERT recipe on BBC News with the embedded
+all-MiniLM-L6-v2. Fine-tunes the model (the full model), then for each alpha
+trains the policies by REINFORCE and tunes everything jointly with
+distillation; evaluates every model on the test split against the full model
+and against truncation (accuracy with a 95% paired-bootstrap interval, tokens
+kept per step, FLOPs and wall-clock speed-up at batch 1 and 32); prints the
+table and writes results.json, table.md and tradeoff.png into the run folder.
+
+Presets: quick (max length 128, about 20-30 minutes on 2 cores; the default)
+and full (max length 512, the recipe's epochs, four alphas; hours on 2 cores).
+A re-run skips finished stages and resumes an interrupted one."""
+
+RUN_EPILOG = """\
+examples:
+  trbert run                                   # quick preset into runs/bbc-quick
+  trbert run --preset full --report            # full preset; also updates docs/RESULTS.md
+  trbert run --alphas 0.5 1 2 --run-dir runs/sweep"""
+
+
+def add_run(subparsers) -> None:
+    from .recipe import PRESETS
+
+    p = subparsers.add_parser("run", help="the main job: the whole recipe on BBC News, with its report",
+                              description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=_formatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick or full (default: quick)")
+    p.add_argument("--run-dir", metavar="DIR", help="where stages and reports go (default: runs/bbc-PRESET)")
+    p.add_argument("--alphas", type=_non_negative_float, nargs="+", metavar="A",
+                   help="length-penalty weights to train (default: the preset's)")
+    p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0; the data split is fixed)")
+    p.add_argument("--report", action="store_true",
+                   help="also write docs/results/bbc_tr_PRESET.{json,png} and the preset's section of docs/RESULTS.md")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="torch CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_recipe)
+
+
+def run_recipe(args) -> int:
+    import torch
+
+    from . import recipe
+
+    torch.set_num_threads(args.threads)
+    if args.no_progress:
+        commands.quiet_progress()
+    recipe.run(args.preset, run_dir=args.run_dir, backbone=args.backbone, alphas=args.alphas, seed=args.seed,
+               report_dir="docs/results" if args.report else None,
+               results_md="docs/RESULTS.md" if args.report else None,
+               progress=not args.no_progress, command=args.command_line)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
-SUBCOMMANDS = [add_train, add_eval, add_predict, add_speed]
+SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,6 @@ interrupted one from its last complete checkpoint, so only measuring is repeated
 
 import os
 import shlex
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -144,7 +143,7 @@ def table(records: list[dict]) -> str:
 
 def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None,
         alphas: list[float] | None = None, seed: int = 0, report_dir: str | None = None,
-        results_md: str | None = None, progress: bool = True) -> list[dict]:
+        results_md: str | None = None, progress: bool = True, command: str | None = None) -> list[dict]:
     """The main job. Writes `results.json`, `table.md` and `tradeoff.png` into the run folder, the
     same into `report_dir` (named after the preset) when given, and the table into the preset's
     section of `results_md` when given."""
@@ -162,7 +161,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     folders = train_all(preset, run_path, backbone, bbc["train"], label_names, seed)
     records = evaluate_all(preset, folders, bbc["test"], progress)
 
-    command = "trbert " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "trbert run"
+    command = command or shlex.join(["trbert", "run", "--preset", preset.name])
     title = f"BBC News test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
     outputs = [(run_path / "results.json", run_path / "tradeoff.png")]
     if report_dir:
