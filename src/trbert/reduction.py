@@ -96,6 +96,14 @@ class TRBertEncoder(nn.Module):
             keep = (keep & (_rank_within_example(key, tokens) < budget[tokens.example])) | forced
         return keep, log_prob
 
+    def _step(self, step, tokens, input_ids, keep_actions, sample, log_prob):
+        """One reduction step's decisions, with the log-probabilities summed over the steps so far."""
+        action = keep_actions[step] if keep_actions is not None else None
+        keep, step_log_prob = self._select(step, tokens, input_ids, action, sample)
+        if step_log_prob is not None:
+            log_prob = step_log_prob if log_prob is None else log_prob + step_log_prob
+        return keep, log_prob
+
     # ------------------------------------------------------------------ layers
     def _attention(self, layer: BertLayer, q, k, v, present: list[int]):
         """Self-attention over packed tokens: one call per example (no padding, no mask)."""
@@ -170,10 +178,7 @@ class TRBertEncoder(nn.Module):
             if i in steps:
                 step = steps.index(i)
                 tokens = Tokens(h, example, position, rank, torch.tensor(present, device=h.device), length)
-                action = keep_actions[step] if keep_actions is not None else None
-                keep, lp = self._select(step, tokens, input_ids, action, sample)
-                if lp is not None:
-                    log_prob = lp if log_prob is None else log_prob + lp
+                keep, log_prob = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
                 if restore:
                     skip = ~keep
                     out[example[skip], position[skip]] = h[skip]
@@ -206,11 +211,9 @@ class TRBertEncoder(nn.Module):
                 step = steps.index(i)
                 example, position = present.nonzero(as_tuple=True)
                 present_count = present.sum(1)
-                tokens = Tokens(h[example, position], example, position, _ranks(example, present_count), present_count, length)
-                action = keep_actions[step] if keep_actions is not None else None
-                keep, lp = self._select(step, tokens, input_ids, action, sample)
-                if lp is not None:
-                    log_prob = lp if log_prob is None else log_prob + lp
+                tokens = Tokens(h[example, position], example, position, _ranks(example, present_count),
+                                present_count, length)
+                keep, log_prob = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
                 present = torch.zeros_like(present)
                 present[example[keep], position[keep]] = True
                 kept[:, step] = present.sum(1)
