@@ -26,7 +26,6 @@ STAGE_DEFAULTS = {
 }
 DEFAULT_MAX_LENGTH = 512
 BBC_SPLIT_SEED = 0  # the BBC train/validation/test split is fixed, whatever the training seed
-LOG_KEYS = ("step", "epoch", "loss", "task_loss", "reward", "kept", "learning_rate", "grad_norm")
 _GENERIC_LABEL = re.compile(r"LABEL_\d+")
 _ROBERTA_TYPES = ("roberta", "xlm-roberta", "camembert")
 
@@ -210,11 +209,11 @@ def _train(args, training) -> int:
         quiet_progress()
     data: Labelled | None = None  # loaded when a stage first needs it (a re-run with every stage done loads nothing)
     for stage in stages:
-        log_path = stage_log_path(stage.out)
+        log_path = training.log_path(stage.out)
         if training.stage_done(stage.out):
             say(f"{stage.name}: {stage.out} is complete (it has config.json): skipped")
             if not log_path.exists() and is_main_process():
-                write_stage_log(stage.out)
+                training.write_log(stage.out)
             continue
         if stage.name == "finetune":
             source = str(stage.source or default_backbone())
@@ -251,9 +250,7 @@ def _train(args, training) -> int:
             training.train_policy(source, dataset, stage.out, settings, **layers)
         else:
             training.train_joint(source, str(stage.teacher), dataset, stage.out, settings)
-        if is_main_process():
-            steps = write_stage_log(stage.out)
-            say(f"{stage.name}: wrote {stage.out} ({steps} logged steps in {log_path})")
+        say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
     return 0
 
 
@@ -264,38 +261,6 @@ def quiet_progress() -> None:
 
     logging.disable_progress_bar()
     datasets.disable_progress_bars()
-
-
-def stage_log_path(out: Path) -> Path:
-    return out.with_name(out.name + "-log.jsonl")
-
-
-def write_stage_log(out: Path) -> int:
-    """`<out>-log.jsonl`: the per-step training metrics of the stage, one JSON object a line, from the
-    Trainer's log history (the final state in `<out>-checkpoints`, else its last complete checkpoint).
-    Returns the number of lines (0 when there is no trainer state)."""
-    from .training import TRAINER_STATE, last_complete_checkpoint
-
-    checkpoints = out.with_name(out.name + "-checkpoints")
-    state_file = checkpoints / TRAINER_STATE  # written by trainer.save_state() at the end of the stage
-    if not state_file.is_file():
-        last = last_complete_checkpoint(checkpoints)
-        if last is None:
-            return 0
-        state_file = Path(last) / TRAINER_STATE
-    history = json.loads(state_file.read_text())["log_history"]
-    lines = []
-    for entry in history:
-        if "loss" not in entry:  # the end-of-training summary (train_loss, train_runtime, ...)
-            continue
-        ordered = {k: entry[k] for k in LOG_KEYS if k in entry}
-        ordered.update((k, v) for k, v in entry.items() if k not in ordered)
-        lines.append(json.dumps(ordered) + "\n")
-    path = stage_log_path(out)
-    staging = path.with_name(f".{path.name}.tmp")  # written whole, then moved into place
-    staging.write_text("".join(lines))
-    os.replace(staging, path)
-    return len(lines)
 
 
 # ---------------------------------------------------------------------------- eval

@@ -12,6 +12,7 @@ last complete one) and, at its end, its model folder atomically: a killed run ne
 folder that half-loads. Runs as one process or several (`torchrun`, `accelerate launch`).
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -30,8 +31,10 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .modeling import TRBertForSequenceClassification
+from .reporting import atomic_write
 
 TRAINER_STATE = "trainer_state.json"  # written last into a Trainer checkpoint: its presence marks it complete
+LOG_KEYS = ("step", "epoch", "loss", "task_loss", "reward", "kept", "learning_rate", "grad_norm")
 
 
 @dataclass
@@ -81,6 +84,36 @@ def save_atomically(model, tokenizer, target: str | os.PathLike) -> Path:
 
 def stage_done(folder: str | os.PathLike) -> bool:
     return (Path(folder) / "config.json").is_file()
+
+
+def log_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + "-log.jsonl")
+
+
+def write_log(out: str | os.PathLike, history: list[dict] | None = None) -> int:
+    """`<out>-log.jsonl`: the stage's metrics per logging step, one JSON object a line, from `history`
+    (a Trainer's log history) or else the trainer state saved in `<out>-checkpoints` (the final one,
+    or the last complete checkpoint). Returns the number of lines."""
+    out = Path(out)
+    if history is None:
+        checkpoints = out.with_name(out.name + "-checkpoints")
+        state = checkpoints / TRAINER_STATE
+        if not state.is_file():
+            last = last_complete_checkpoint(checkpoints)
+            if last is None:
+                return 0
+            state = Path(last) / TRAINER_STATE
+        history = json.loads(state.read_text())["log_history"]
+    lines = []
+    for entry in history:
+        if "loss" not in entry:  # the end-of-training summary (train_loss, train_runtime, ...)
+            continue
+        ordered = {k: entry[k] for k in LOG_KEYS if k in entry}
+        ordered.update((k, v) for k, v in entry.items() if k not in ordered)
+        lines.append(json.dumps(ordered) + "\n")
+    atomic_write(log_path(out), "".join(lines))
+    return len(lines)
 
 
 # ---------------------------------------------------------------------------- data
@@ -150,6 +183,7 @@ def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Pat
     trainer.save_state()
     if trainer.is_world_process_zero():
         save_atomically(trainer.model, tokenizer, out_dir)
+        write_log(out_dir, trainer.state.log_history)
     trainer.accelerator.wait_for_everyone()
     return out_dir
 
