@@ -72,6 +72,7 @@ def test_model_rejects_inputs_it_cannot_take(model):
     (dict(policy_hidden_size=0), "policy_hidden_size=0 must be at least 1"),
     (dict(backbone="gpt2"), "backbone='gpt2' must be one of"),
     (dict(execution="nested"), "execution='nested' must be one of"),
+    (dict(keep_rule="topk"), "keep_rule='topk' must be one of"),
 ])
 def test_nonsensical_config(overrides, match):
     with pytest.raises(Exception, match=match):

@@ -232,3 +232,31 @@ def test_fixed_fraction_strategy_is_batch_invariant(order):
         for b, length in enumerate(LENGTHS):
             alone = model(input_ids=ids[b : b + 1, :length])
             torch.testing.assert_close(alone.logits[0], batch.logits[b], atol=1e-5, rtol=0)
+
+
+def test_expected_keep_rule_keeps_round_sum_of_probabilities():
+    model = make(trbert.TRBertForSequenceClassification, reduction_layers=[1], keep_rule="expected")
+    ids, mask = tiny_batch(LENGTHS)
+    encoder = model.bert.encoder
+    seen = {}
+    original = encoder._select
+
+    def spy(step, tokens, input_ids, action, sample):
+        keep, lp = original(step, tokens, input_ids, action, sample)
+        p = encoder.policy[step](tokens.hidden)
+        seen["expected"] = torch.zeros(len(LENGTHS)).index_add(0, tokens.example, p)
+        seen["keep"], seen["p"], seen["example"] = keep, p, tokens.example
+        return keep, lp
+
+    encoder._select = spy
+    with torch.no_grad():
+        kept = model(input_ids=ids, attention_mask=mask).kept_lengths[:, 0]
+    assert kept.tolist() == torch.clamp(torch.round(seen["expected"]), min=1).long().tolist()
+    for b in range(len(LENGTHS)):  # the most probable tokens ([CLS] aside) are the ones kept
+        mine = seen["example"] == b
+        p, keep = seen["p"][mine][1:], seen["keep"][mine][1:]
+        if keep.any() and (~keep).any():
+            assert p[keep].min() >= p[~keep].max()
+    model.config.keep_rule = "threshold"
+    with torch.no_grad():
+        assert model(input_ids=ids, attention_mask=mask).kept_lengths[:, 0].tolist() != kept.tolist()

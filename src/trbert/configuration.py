@@ -4,6 +4,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import BertConfig
 
 BACKBONES = ("bert", "roberta")
+KEEP_RULES = ("threshold", "expected")
 EXECUTIONS = ("packed", "padded")
 
 
@@ -16,6 +17,9 @@ class TRBertConfig(BertConfig):
             reduces the embeddings. Default: `[1, L // 2]` (`[1, 3]` for 6 layers, `[1, 6]` for 12), as in TR-BERT.
         policy_hidden_size: width of each step's policy network.
         keep_threshold: a token goes on when its keep probability is >= this; 0.0 keeps every token.
+        keep_rule: `"threshold"` (the paper's rule, above) or `"expected"`: each example keeps its
+            round(sum of keep probabilities) most probable tokens, as many as a sampled trajectory keeps
+            on average.
         max_keep_ratio: at most this fraction of an example's non-padding tokens is kept by any step
             (at inference), so no input costs more than the budget. Always-kept tokens count towards it
             and are kept even beyond it.
@@ -35,6 +39,7 @@ class TRBertConfig(BertConfig):
     reduction_layers: list[int] | None = None
     policy_hidden_size: int = 32
     keep_threshold: float | int = 0.5
+    keep_rule: str = "threshold"
     max_keep_ratio: float | int = 1.0
     keep_sep: bool = False
     keep_first_segment: bool = False
@@ -63,6 +68,8 @@ class TRBertConfig(BertConfig):
             raise ValueError(f"reduction_layers={layers} must be strictly increasing (each step refines the last)")
         if not 0.0 <= self.keep_threshold <= 1.0:
             raise ValueError(f"keep_threshold={self.keep_threshold} must lie in [0, 1]")
+        if self.keep_rule not in KEEP_RULES:
+            raise ValueError(f"keep_rule={self.keep_rule!r} must be one of {KEEP_RULES}")
         if not 0.0 < self.max_keep_ratio <= 1.0:
             raise ValueError(f"max_keep_ratio={self.max_keep_ratio} must lie in (0, 1]")
         if self.policy_hidden_size < 1:

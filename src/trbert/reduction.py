@@ -67,7 +67,7 @@ class TRBertEncoder(nn.Module):
     def _select(self, step, tokens, input_ids, action, sample):
         """Keep decisions [T] and their log-probabilities per example [B] (or None) at one step."""
         config = self.config
-        proposal = self.strategy.propose(step, tokens, self.policy[step], config.keep_threshold)
+        proposal = self.strategy.propose(step, tokens, self.policy[step], config)
         forced = self._forced(tokens, input_ids)
         log_prob = None
         if action is not None or sample:

@@ -38,18 +38,30 @@ class KeepStrategy:
 
     runs_policy = False  # whether it runs the policy networks (for cost accounting)
 
-    def propose(self, step: int, tokens: Tokens, policy: nn.Module | None, threshold: float) -> StepProposal:
+    def propose(self, step: int, tokens: Tokens, policy: nn.Module | None, config) -> StepProposal:
+        """`policy`: the step's policy network; `config`: the model's TRBertConfig."""
         raise NotImplementedError
 
 
 class PolicyStrategy(KeepStrategy):
-    """The learned TR-BERT policy: keep a token when its policy probability reaches the threshold."""
+    """The learned TR-BERT policy.
+
+    `config.keep_rule="threshold"` (the paper's rule): keep a token when its keep probability reaches
+    `config.keep_threshold`. `"expected"`: keep each example's round(sum of p) most probable tokens,
+    the number a sampled trajectory keeps on average, which matches what the policy was trained with
+    while its probabilities are still far from 0 and 1.
+    """
 
     runs_policy = True
 
-    def propose(self, step, tokens, policy, threshold):
+    def propose(self, step, tokens, policy, config):
         prob = policy(tokens.hidden)
-        return StepProposal(keep=prob >= threshold, score=prob, prob=prob)
+        if config.keep_rule == "expected":
+            expected = torch.zeros(len(tokens.present), dtype=prob.dtype, device=prob.device)
+            expected = expected.index_add(0, tokens.example, prob)
+            budget = torch.clamp(torch.round(expected).long(), min=1)
+            return StepProposal(keep=torch.ones_like(prob, dtype=torch.bool), score=prob, prob=prob, budget=budget)
+        return StepProposal(keep=prob >= config.keep_threshold, score=prob, prob=prob)
 
 
 class FixedFractionStrategy(KeepStrategy):
@@ -69,7 +81,7 @@ class FixedFractionStrategy(KeepStrategy):
         self.order = order
         self.seed = seed
 
-    def propose(self, step, tokens, policy, threshold):
+    def propose(self, step, tokens, policy, config):
         if step >= len(self.fractions):
             raise ValueError(f"FixedFractionStrategy has {len(self.fractions)} fractions but step {step} was asked")
         budget = torch.clamp(torch.round(tokens.length * self.fractions[step]).long(), min=1)
