@@ -153,7 +153,7 @@ TRAIN_EPILOG = """\
 stage defaults (the recipe's):
   stage      epochs  --lr   --batch-size  --samples
   finetune   2       8e-5   16            -
-  policy     1       3e-4   8             8
+  policy     2       3e-3   8             8
   joint      1       2e-5   8             4
   --epochs, --lr, --batch-size and --samples given here apply to every stage trained.
 
@@ -195,6 +195,9 @@ def add_train(subparsers) -> None:
                    help="truncate texts to N tokens (default: the model's limit, at most 512)")
     p.add_argument("--max-examples", type=_positive_int, metavar="N",
                    help="train on a random (seeded) subset of N examples (default: all)")
+    p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
+                   help="inference rule saved with the policy: keep round(sum p) tokens per example "
+                        "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")
     p.add_argument("--reduction-layers", type=_non_negative_int, nargs="+", metavar="I",
                    help="policy, all: layers before which tokens are reduced "
                         "(default: 1 and L/2, i.e. 1 3 for 6 layers)")

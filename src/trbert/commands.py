@@ -21,7 +21,7 @@ from .modeling import CheckpointError
 # Defaults of each stage (the recipe's values); a value given on the command line applies to every stage trained.
 STAGE_DEFAULTS = {
     "finetune": dict(epochs=2.0, learning_rate=8e-5, batch_size=16, samples=8),
-    "policy": dict(epochs=1.0, learning_rate=3e-4, batch_size=8, samples=8),
+    "policy": dict(epochs=2.0, learning_rate=3e-3, batch_size=8, samples=8),  # as the recipe's presets
     "joint": dict(epochs=1.0, learning_rate=2e-5, batch_size=8, samples=4),
 }
 DEFAULT_MAX_LENGTH = 512
@@ -246,8 +246,10 @@ def _train(args, training) -> int:
         if stage.name == "finetune":
             training.finetune(source, dataset, stage.out, settings, data.names)
         elif stage.name == "policy":
-            layers = {"reduction_layers": args.reduction_layers} if args.reduction_layers is not None else {}
-            training.train_policy(source, dataset, stage.out, settings, **layers)
+            overrides = {"keep_rule": args.keep_rule}
+            if args.reduction_layers is not None:
+                overrides["reduction_layers"] = args.reduction_layers
+            training.train_policy(source, dataset, stage.out, settings, **overrides)
         else:
             training.train_joint(source, str(stage.teacher), dataset, stage.out, settings)
         say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
