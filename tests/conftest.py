@@ -1,5 +1,9 @@
+import random
+
 import pytest
 import torch
+from datasets import Dataset
+from transformers import BertConfig, BertModel
 
 import trbert
 
@@ -50,3 +54,36 @@ def tiny_tokenizer(words=WORDS, max_length=TINY["max_position_embeddings"]):
 
     vocab = {token: i for i, token in enumerate([*SPECIAL, *words])}
     return BertTokenizerFast(vocab=vocab, model_max_length=max_length)
+
+
+# ---------------------------------------------------------------------------- a tiny synthetic task
+# One marker word decides the label among filler: "red" or "blue" when that marker occurs (once),
+# "none" when neither does; so dropping either marker loses the label.
+FILLER = [f"w{i}" for i in range(40)]
+MARKERS = ["red", "blue"]  # class 0, class 1; class 2: no marker
+LABELS = [*MARKERS, "none"]
+
+
+def synthetic(n, seed, length=24):
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        words = [rng.choice(FILLER) for _ in range(length)]
+        label = rng.randrange(3)
+        if label < 2:
+            words[rng.randrange(length)] = MARKERS[label]
+        texts.append(" ".join(words))
+        labels.append(label)
+    return Dataset.from_dict({"text": texts, "label": labels})
+
+
+@pytest.fixture(scope="session")
+def backbone(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("backbone")
+    tokenizer = tiny_tokenizer(FILLER + MARKERS)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(FILLER) + 7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
 import trbert
-from test_training import LABELS, backbone, synthetic  # noqa: F401  (the backbone fixture)
+from conftest import LABELS, synthetic
 from trbert.cli import build_parser, main
 
 NAMES = sorted(LABELS)  # a file's class names are its labels, sorted: blue, none, red

@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, BertForSequenceClas
 
 import trbert
 from test_cli_train import COLUMNS, write_csv
-from test_training import backbone, synthetic  # noqa: F401  (the backbone fixture)
+from conftest import synthetic
 
 PROCESSES, PER_DEVICE_BATCH, EXAMPLES = 2, 4, 32
 

@@ -3,10 +3,10 @@
 from dataclasses import replace
 
 from trbert import recipe, training
-from test_training import LABELS, backbone, synthetic  # noqa: F401  (the backbone fixture)
+from conftest import LABELS, synthetic
 
 
-def test_train_all_and_evaluate_all(backbone, tmp_path):  # noqa: F811
+def test_train_all_and_evaluate_all(backbone, tmp_path):
     preset = recipe.Preset(
         name="tiny", max_length=64,
         finetune=training.StageSettings(epochs=8, learning_rate=2e-3, batch_size=32, save_steps=1000),

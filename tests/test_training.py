@@ -6,51 +6,20 @@ absence).
 
 After policy training with alpha > 0 the model keeps the marked token, drops most filler and stays
 accurate; a larger alpha keeps fewer tokens. The reduction step acts on the embeddings (before layer
-0), so no layer has mixed the marker into other tokens before the policy decides. This checks the REINFORCE signs and baseline in seconds.
+0), so no layer has mixed the marker into other tokens before the policy decides. This checks the
+REINFORCE signs and baseline in seconds.
 """
 
 import json
-import random
 import shutil
 
 import pytest
 import torch
-from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, BertConfig, BertModel, BertTokenizerFast
+from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 
 import trbert
-from conftest import tiny_tokenizer
+from conftest import LABELS, MARKERS, synthetic
 from trbert import training
-
-FILLER = [f"w{i}" for i in range(40)]
-MARKERS = ["red", "blue"]  # class 0, class 1; class 2: no marker
-LABELS = [*MARKERS, "none"]
-
-
-def synthetic(n, seed, length=24):
-    rng = random.Random(seed)
-    texts, labels = [], []
-    for _ in range(n):
-        words = [rng.choice(FILLER) for _ in range(length)]
-        label = rng.randrange(3)
-        if label < 2:
-            words[rng.randrange(length)] = MARKERS[label]
-        texts.append(" ".join(words))
-        labels.append(label)
-    return Dataset.from_dict({"text": texts, "label": labels})
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("backbone")
-    tokenizer = tiny_tokenizer(FILLER + MARKERS)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(FILLER) + 7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
 
 @pytest.fixture(scope="module")
 def finetuned(backbone, tmp_path_factory):
