@@ -104,7 +104,8 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
 
 
 def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> list[dict]:
-    """Records (RESULTS_SCHEMA shape) for the full model, truncation and each TR model."""
+    """Result records (as `evaluation.write_results_json` takes them) for the full model, truncation
+    and each TR model."""
     full_dir = folders["full"]
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
     full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
