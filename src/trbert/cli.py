@@ -305,7 +305,7 @@ and against truncation (accuracy with a 95% paired-bootstrap interval, tokens
 kept per step, FLOPs and wall-clock speed-up at batch 1 and 32); prints the
 table and writes results.json, table.md and tradeoff.png into the run folder.
 
-Presets: quick (max length 128, about 20-30 minutes on 2 cores; the default)
+Presets: quick (max length 128, about 16 minutes on 2 cores; the default)
 and full (max length 512, the recipe's epochs, four alphas; hours on 2 cores).
 A re-run skips finished stages and resumes an interrupted one."""
 

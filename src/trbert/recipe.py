@@ -47,7 +47,7 @@ class Preset:
 
 
 PRESETS = {
-    # About 20 minutes on 2 cores: short texts, one epoch, a policy and joint stage on part of the data.
+    # About 16 minutes on 2 cores (measured): 128 tokens, policy and joint stages on part of the data.
     "quick": Preset(
         name="quick",
         max_length=128,
