@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .cost import layer_macs, reduction_cost
+from .cost import reduction_cost
 from . import reporting
 from .reporting import cpu_name, versions, write_json  # noqa: F401  (write_json: used by the CLI)
 from .strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy
@@ -120,7 +120,7 @@ def executed_macs(setting: Setting, plain_config, tr_config, attention_mask, out
     """Multiply-adds a setting executed on the whole batch."""
     if setting.is_plain:  # every layer on the padded batch
         B, n = attention_mask.shape
-        return float(plain_config.num_hidden_layers * layer_macs(plain_config, torch.full((B,), n)).sum())
+        return float(reduction_cost(plain_config, torch.full((B,), n), None).macs.sum())
     lengths = attention_mask.sum(1)
     cost = reduction_cost(tr_config, lengths, output.kept_lengths, policy=setting.strategy.runs_policy)
     return float(cost.macs.sum())

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from .cost import layer_macs, reduction_cost
+from .cost import reduction_cost
 from .inputs import _as_list, encode
 from .reporting import atomic_write, machine, versions, write_json
 
@@ -98,11 +98,9 @@ def _synchronize(device: torch.device) -> None:
 
 def model_macs(model, lengths: torch.Tensor, kept_lengths: torch.Tensor | None) -> torch.Tensor:
     """[N] multiply-adds a model executed on examples of the given lengths (see `trbert.cost`)."""
-    config = model.config
-    if kept_lengths is None:  # a plain model: every layer on every real token
-        return config.num_hidden_layers * layer_macs(config, lengths.cpu())
-    policy = model.base_model.encoder.strategy.runs_policy
-    return reduction_cost(config, lengths, kept_lengths, policy=policy).macs
+    # A plain model (no kept_lengths) runs every layer on every real token: reduction_cost's full cost.
+    policy = kept_lengths is not None and model.base_model.encoder.strategy.runs_policy
+    return reduction_cost(model.config, lengths, kept_lengths, policy=policy).macs
 
 
 def predict_encoded(model, batches: Iterable, total: int | None = None, progress: bool = False) -> Predictions:

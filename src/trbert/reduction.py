@@ -168,8 +168,9 @@ class TRBertEncoder(nn.Module):
         length = mask.sum(1)
         example, position = mask.nonzero(as_tuple=True)
         h = hidden[example, position]
-        present = length.tolist()
-        rank = _ranks(example, length)
+        counts = length  # tokens present in each example
+        present = counts.tolist()
+        rank = _ranks(example, counts)
         out = hidden.clone() if restore else None  # padding keeps its embedding output
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
@@ -177,7 +178,7 @@ class TRBertEncoder(nn.Module):
         for i, layer in enumerate(self.layer):
             if i in steps:
                 step = steps.index(i)
-                tokens = Tokens(h, example, position, rank, torch.tensor(present, device=h.device), length)
+                tokens = Tokens(h, example, position, rank, counts, length)
                 keep, log_prob = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
                 if restore:
                     skip = ~keep
