@@ -12,19 +12,21 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
         finetune=training.StageSettings(epochs=8, learning_rate=2e-3, batch_size=32, save_steps=1000),
         policy=training.StageSettings(epochs=2, learning_rate=1e-2, batch_size=32, samples=4, save_steps=1000),
         joint=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, samples=2, save_steps=1000),
-        alphas=[0.5, 2.0], reduction_layers=[0], truncation=[8, 16], timing_examples=16, batch_sizes=(1, 8),
+        alphas=[0.5, 2.0], reduction_layers=[0], layouts={(1,): [2.0]}, truncation=[8, 16], timing_examples=16, batch_sizes=(1, 8),
     )
     folders = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
-    assert set(folders["tr"]) == {0.5, 2.0}
+    assert set(folders["tr"]) == {0.5, 2.0} and set(folders["layouts"]) == {((1,), 2.0)}
     records = recipe.evaluate_all(preset, folders, synthetic(120, seed=9), progress=False)
     methods = [(r["method"], r["setting"], r["batch_size"]) for r in records]
     assert methods[0] == ("full", "fine-tuned", 8)
     assert ("truncation", "first 8 tokens", 8) in methods
     assert ("tr", "alpha=0.5", 1) in methods and ("tr", "alpha=2", 8) in methods
+    layout = [r for r in records if r["method"] == "tr (reduction at layers 1)"]
+    assert [r["batch_size"] for r in layout] == [1, 8] and layout[0]["reduction_layers"] == [1]
     full = records[0]["score"]
     assert full >= 0.9
     for r in records:
-        if r["method"] == "tr":
+        if r["method"] == "tr" or r["method"].startswith("tr ("):
             assert r["flops_speedup"] > 1.5 and r["wall_speedup"] > 0 and r["ci_low"] <= r["accuracy_diff"]
             assert abs(r["score"] - full - r["accuracy_diff"]) < 1e-9
     text = recipe.table(records)

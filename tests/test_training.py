@@ -24,7 +24,7 @@ from trbert import training
 @pytest.fixture(scope="module")
 def finetuned(backbone, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "finetune"
-    settings = training.StageSettings(epochs=12, learning_rate=1e-3, batch_size=32, max_length=64, save_steps=1000)
+    settings = training.StageSettings(epochs=12, learning_rate=2e-3, batch_size=32, max_length=64, save_steps=1000)
     training.finetune(backbone, synthetic(600, seed=1), out, settings, label_names=LABELS)
     return str(out)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-__all__ = ["DataError", "load_bbc", "load_text_files", "load_wnut"]
+__all__ = ["DataError", "load_bbc", "load_squad", "load_text_files", "load_wnut"]
 
 # Split shares in percent. The order matters twice: it is the order in which each split is filled, and
 # it breaks rounding ties (2225 * 30% = 667.5 goes up to 668 for test, 222.5 down to 222 for validation).
@@ -368,3 +368,93 @@ def _label_sort_key(name: str):
         return (0, int(name), "")
     except ValueError:
         return (1, 0, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Question answering
+
+SQUAD_FEATURES = Features({
+    "id": Value("string"),
+    "title": Value("string"),
+    "context": Value("string"),
+    "question": Value("string"),
+    "answers": {"text": datasets.List(Value("string")), "answer_start": datasets.List(Value("int32"))},
+})
+
+
+def load_squad(path: str | os.PathLike) -> Dataset:
+    """A SQuAD-format JSON file (v1.1, or v2.0 with unanswerable questions) as a Dataset, one row per
+    question: ``id``, ``title``, ``context``, ``question``, ``answers`` ({"text": [...], "answer_start": [...]};
+    both empty for an unanswerable question).
+
+    Raises DataError naming the file (and the question id, or the article and paragraph when the
+    paragraph itself is bad) for: a missing, empty, non-UTF-8 or malformed file, a missing field, an empty
+    context or question, an answer whose text is not in the context at its ``answer_start``, a question
+    with no answer that is not marked ``is_impossible``, and a repeated question id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    _check_utf8(path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: line {error.lineno}: malformed JSON: {error.msg}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise DataError(f"{path}: not a SQuAD file: expected an object with a \"data\" list of articles")
+
+    rows, seen = [], set()
+    for a, article in enumerate(document["data"]):
+        where = f"{path}: article {a}"
+        paragraphs = _field(article, "paragraphs", list, where)
+        title = article.get("title", "") if isinstance(article.get("title", ""), str) else ""
+        for p, paragraph in enumerate(paragraphs):
+            where = f"{path}: article {a} paragraph {p}"
+            context = _field(paragraph, "context", str, where)
+            qas = _field(paragraph, "qas", list, where)
+            if not context.strip():
+                ids = [q.get("id") for q in qas if isinstance(q, dict)]
+                raise DataError(f"{where}: the context is empty (questions {ids})")
+            for q, qa in enumerate(qas):
+                qid = qa.get("id") if isinstance(qa, dict) else None
+                where = f"{path}: question {qid!r}" if isinstance(qid, str) and qid else f"{where} question {q}"
+                qid = _field(qa, "id", str, where)
+                if qid in seen:
+                    raise DataError(f"{where}: the id is used by another question")
+                seen.add(qid)
+                question = _field(qa, "question", str, where)
+                if not question.strip():
+                    raise DataError(f"{where}: the question is empty")
+                answers = _field(qa, "answers", list, where)
+                impossible = bool(qa.get("is_impossible", False))
+                if impossible:
+                    answers = []
+                elif not answers:
+                    raise DataError(f"{where}: no answers (an unanswerable question needs \"is_impossible\": true)")
+                texts, starts = [], []
+                for answer in answers:
+                    text = _field(answer, "text", str, f"{where} answer")
+                    start = _field(answer, "answer_start", int, f"{where} answer")
+                    if not text.strip() or context[start:start + len(text)] != text:
+                        found = context.find(text) if text.strip() else -1
+                        hint = f" (it occurs at {found})" if found >= 0 else ""
+                        raise DataError(f"{where}: the answer {text!r} is not in the context at "
+                                        f"answer_start {start}{hint}")
+                    texts.append(text)
+                    starts.append(start)
+                rows.append({"id": qid, "title": title, "context": context, "question": question,
+                             "answers": {"text": texts, "answer_start": starts}})
+    if not rows:
+        raise DataError(f"{path}: the file holds no questions")
+    return Dataset.from_list(rows, features=SQUAD_FEATURES)
+
+
+def _field(record, name: str, kind: type, where: str):
+    if not isinstance(record, dict) or name not in record:
+        raise DataError(f"{where}: the field {name!r} is missing")
+    value = record[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise DataError(f"{where}: the field {name!r} should be {kind.__name__}, got {type(value).__name__}")
+    return value

@@ -7,6 +7,9 @@
 3. `train_joint`: every parameter, distillation from the stage-1 model's logits plus the same
    REINFORCE term.
 
+Every stage takes `task=`: "classification" (the default), "question-answering" or
+"token-classification" (`trbert.tasks`).
+
 Each stage writes Trainer checkpoints (resumable after an interruption: a run picks up from the
 last complete one) and, at its end, its model folder atomically: a killed run never leaves a
 folder that half-loads. Runs as one process or several (`torchrun`, `accelerate launch`).
@@ -20,18 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    Trainer,
-    TrainingArguments,
-)
+from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .modeling import TRBertForSequenceClassification
 from .reporting import atomic_write
+from .tasks import IGNORE, Task, get_task
 
 TRAINER_STATE = "trainer_state.json"  # written last into a Trainer checkpoint: its presence marks it complete
 LOG_KEYS = ("step", "epoch", "loss", "task_loss", "reward", "kept", "learning_rate", "grad_norm")
@@ -124,27 +120,24 @@ def subset(dataset, max_examples: int | None, seed: int = 0):
     return dataset.shuffle(seed=seed).select(range(max_examples))
 
 
-def tokenize_dataset(dataset, tokenizer, max_length: int, max_examples: int | None = None, keep=("label",),
-                     seed: int = 0):
-    """input_ids / attention_mask (and the columns in `keep`) for a dataset with a `text` column."""
-    dataset = subset(dataset, max_examples, seed)
-    drop = [c for c in dataset.column_names if c not in keep]
-    return dataset.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length),
-        batched=True, remove_columns=drop, desc="tokenizing",
-    )
+def tokenize_dataset(dataset, tokenizer, max_length: int, max_examples: int | None = None,
+                     task: str | Task = "classification", seed: int = 0):
+    """The task's model inputs and labels for (a seeded subset of) `dataset`."""
+    return get_task(task).features(subset(dataset, max_examples, seed), tokenizer, max_length)
 
 
 class Collator(DataCollatorWithPadding):
-    """Pads the tokenizer's fields; stacks the others (labels, teacher logits) as they are."""
+    """Pads the tokenizer's fields and per-token labels (with -100); stacks the others as they are."""
 
     def __call__(self, features):
-        other = {k: torch.tensor([f.pop(k) for f in features]) for k in list(features[0]) if k not in
+        other = {k: [f.pop(k) for f in features] for k in list(features[0]) if k not in
                  ("input_ids", "attention_mask", "token_type_ids")}
         batch = super().__call__(features)
-        if "label" in other:
-            other["labels"] = other.pop("label")
-        batch.update(other)
+        width = batch["input_ids"].shape[1]
+        for key, values in other.items():
+            if isinstance(values[0], list):  # per-token labels
+                values = [v + [IGNORE] * (width - len(v)) for v in values]
+            batch[key] = torch.tensor(values)
         return batch
 
 
@@ -189,15 +182,15 @@ def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Pat
 
 
 # ---------------------------------------------------------------------------- stage 1
-def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, label_names: list[str]) -> Path:
-    """Stage 1: fine-tune the backbone with a classification head. Writes `out_dir` (a plain transformers model)."""
+def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, label_names: list[str] | None = None,
+             task: str | Task = "classification") -> Path:
+    """Stage 1: fine-tune the backbone with the task's head. Writes `out_dir` (a plain transformers model).
+    `label_names`: the classes (classification) or tags (token classification)."""
+    task = get_task(task)
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        backbone, num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)},
-    )
-    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, seed=settings.seed)
+    model = task.auto_class.from_pretrained(backbone, **task.model_kwargs(label_names))
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = Trainer(
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
@@ -209,30 +202,34 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
 # ---------------------------------------------------------------------------- stages 2 and 3
 class ReductionTrainer(Trainer):
     """A Trainer whose loss is the TR-BERT objective: REINFORCE on the keep actions, plus distillation
-    from teacher logits when the batch carries them (the joint stage)."""
+    from `teacher` (a model run alongside, in eval mode) in the joint stage."""
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, samples: int, alpha: float, frozen_backbone: bool, **kwargs):
+    def __init__(self, *args, task: Task, samples: int, alpha: float, frozen_backbone: bool, teacher=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.samples, self.alpha, self.frozen_backbone = samples, alpha, frozen_backbone
+        self.task, self.samples, self.alpha, self.frozen_backbone = task, samples, alpha, frozen_backbone
+        self.teacher = None if teacher is None else teacher.to(self.args.device).eval().requires_grad_(False)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.frozen_backbone:
             model.eval()  # no dropout in the frozen backbone: rewards differ only by the sampled actions
-        labels = inputs.pop("labels")
-        teacher = inputs.pop("teacher_logits", None)
+        labels = {k: inputs.pop(k) for k in self.task.label_keys}
         K = self.samples
         repeated = {k: v.repeat_interleave(K, dim=0) for k, v in inputs.items()}
         out = model(**repeated, sample=True, masked=False)
-        task_loss = F.cross_entropy(out.logits, labels.repeat_interleave(K), reduction="none")
+        task_loss = self.task.losses(out, {k: v.repeat_interleave(K, dim=0) for k, v in labels.items()})
         kept = out.kept_fraction.mean(dim=1)
         reward = (-task_loss.detach() - self.alpha * kept).view(-1, K)
         advantage = (reward - reward.mean(dim=1, keepdim=True)).view(-1)
         loss = -(advantage * out.keep_log_prob).mean()
-        if teacher is not None:
-            soft = F.softmax(teacher.float().repeat_interleave(K, dim=0), dim=-1)
-            loss = loss + -(soft * F.log_softmax(out.logits, dim=-1)).sum(-1).mean()
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = self.teacher(**inputs)
+            for name in ("logits", "start_logits", "end_logits"):
+                if getattr(teacher, name, None) is not None:
+                    setattr(teacher, name, getattr(teacher, name).repeat_interleave(K, dim=0))
+            loss = loss + self.task.distill(out, teacher, repeated["attention_mask"])
         self._log_extra(reward, kept, task_loss)
         return (loss, out) if return_outputs else loss
 
@@ -245,48 +242,37 @@ class ReductionTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
-def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings, joint: bool,
+def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings, task: Task, teacher: str | None,
                      model_overrides: dict) -> Path:
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = TRBertForSequenceClassification.from_pretrained(source, **model_overrides)
-    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples,
-                             keep=("label", "teacher_logits"), seed=settings.seed)
-    if not joint:
+    model = task.tr_class.from_pretrained(source, **model_overrides)
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
+    if teacher is None:
         for name, p in model.named_parameters():
             p.requires_grad = ".policy." in name
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = ReductionTrainer(
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
-        data_collator=Collator(tokenizer), samples=settings.samples, alpha=settings.alpha,
-        frozen_backbone=not joint,
+        data_collator=Collator(tokenizer), task=task, samples=settings.samples, alpha=settings.alpha,
+        frozen_backbone=teacher is None,
+        teacher=None if teacher is None else task.auto_class.from_pretrained(teacher),
     )
     out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
     model.requires_grad_(True)
     return out
 
 
-def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, **model_overrides) -> Path:
-    """Stage 2: train the policies of the model in `source` (stage 1's folder, or any classifier
-    checkpoint) by REINFORCE, the backbone frozen. `model_overrides` set TRBertConfig fields
+def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, task: str | Task = "classification",
+                 **model_overrides) -> Path:
+    """Stage 2: train the policies of the model in `source` (stage 1's folder, or any checkpoint with
+    the task's head) by REINFORCE, the backbone frozen. `model_overrides` set TRBertConfig fields
     (e.g. `reduction_layers`)."""
-    return _reduction_stage(source, dataset, out_dir, settings, joint=False, model_overrides=model_overrides)
+    return _reduction_stage(source, dataset, out_dir, settings, get_task(task), None, model_overrides)
 
 
-@torch.inference_mode()
-def teacher_logits(model_dir: str, dataset, max_length: int, batch_size: int = 32) -> list[list[float]]:
-    """The logits of the model in `model_dir` on every text of `dataset` (for distillation)."""
-    from .evaluation import predict_batches
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    return predict_batches(model, tokenizer, list(dataset["text"]), max_length, batch_size).logits.tolist()
-
-
-def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings, **model_overrides) -> Path:
+def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings,
+                task: str | Task = "classification", **model_overrides) -> Path:
     """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
-    the model in `teacher` (stage 1's folder) plus the REINFORCE term."""
-    dataset = subset(dataset, settings.max_examples, settings.seed)
-    if "teacher_logits" not in dataset.column_names:
-        dataset = dataset.add_column("teacher_logits", teacher_logits(teacher, dataset, settings.max_length))
-    return _reduction_stage(source, dataset, out_dir, settings, joint=True, model_overrides=model_overrides)
+    the model in `teacher` (stage 1's folder, run on each batch) plus the REINFORCE term."""
+    return _reduction_stage(source, dataset, out_dir, settings, get_task(task), teacher, model_overrides)
