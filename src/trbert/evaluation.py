@@ -168,17 +168,18 @@ def paired_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> BootstrapResult:
-    """Accuracy of a minus accuracy of b, with a percentile confidence interval.
+    """Accuracy of a minus accuracy of b, with a percentile confidence interval. `correct_*`: per
+    example 1/0 (or True/False), or any per-example score in [0, 1] such as a question's F1.
 
     Each resample draws N test examples with replacement, the same ones for both systems (paired),
     and takes the difference in accuracy on them. Deterministic for a seed.
     """
-    a, b = (torch.as_tensor(c).detach().cpu().bool() for c in (correct_a, correct_b))
+    a, b = (torch.as_tensor(c).detach().cpu().double() for c in (correct_a, correct_b))
     if a.dim() != 1 or a.shape != b.shape or len(a) == 0:
         raise ValueError(f"correct_a {tuple(a.shape)} and correct_b {tuple(b.shape)} must be equal, non-empty vectors")
     if n_resamples < 1 or not 0.0 < confidence < 1.0:
         raise ValueError(f"need n_resamples >= 1 (got {n_resamples}) and confidence in (0, 1) (got {confidence})")
-    delta = a.double() - b.double()  # per example: 1 only a right, -1 only b right, 0 alike
+    delta = a - b  # per example: 1 only a right, -1 only b right, 0 alike
     n = len(delta)
     gen = torch.Generator().manual_seed(seed)
     rows = max(1, _BOOTSTRAP_CHUNK // n)

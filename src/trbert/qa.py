@@ -32,11 +32,11 @@ def prepare_features(tokenizer, questions: list[str], contexts: list[str], max_l
     if stride >= max_length // 2:
         raise ValueError(f"stride={stride} must be below half of max_length={max_length}")
     ids = ids or [str(i) for i in range(len(questions))]
-    longest = max_length - 16  # room left for at least a few context tokens
+    longest = max_length - 4 - stride  # [CLS] q [SEP] c [SEP] must leave more than `stride` context tokens
     for qid, question in zip(ids, questions):
         if len(tokenizer(question, add_special_tokens=False)["input_ids"]) > longest:
-            raise DataError(f"question {qid!r}: the question alone is longer than {longest} tokens "
-                            f"(max_length {max_length})")
+            raise DataError(f"question {qid!r}: the question is longer than {longest} tokens, too long "
+                            f"for windows of {max_length} tokens overlapping by {stride}")
     enc = tokenizer(questions, contexts, truncation="only_second", max_length=max_length, stride=stride,
                     return_overflowing_tokens=True, return_offsets_mapping=True)
     features = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
@@ -165,4 +165,97 @@ def squad_scores(predictions: list[str], gold: list[list[str]]) -> dict:
     if no:
         result["has_answer_f1"] = sum(f[i] for i in has) / len(has) if has else None
         result["no_answer_f1"] = sum(f[i] for i in no) / len(no)
+    return result
+
+
+# ---------------------------------------------------------------------------- running a model
+@dataclass
+class QAPredictions:
+    answers: list[Answer]  # one per question
+    lengths: torch.Tensor  # [W] non-padding tokens of each window
+    kept_lengths: torch.Tensor | None  # [W, steps]; None for a plain model
+    macs: torch.Tensor  # [W] multiply-adds executed per window
+    seconds: float  # wall time of the forward passes
+
+
+def window_batches(tokenizer, dataset, max_length: int, stride: int, batch_size: int):
+    """(features, padded batches) of a SQuAD dataset's questions (`trbert.data.load_squad`)."""
+    features = prepare_features(tokenizer, list(dataset["question"]), list(dataset["context"]), max_length,
+                                stride, ids=list(dataset["id"]))
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
+    batches = []
+    for start in range(0, len(features["input_ids"]), batch_size):
+        rows = [{k: features[k][i] for k in keys} for i in range(start, min(start + batch_size, len(features["input_ids"])))]
+        batches.append(tokenizer.pad(rows, return_tensors="pt"))
+    return features, batches
+
+
+def predict_qa(model, features: dict, batches: list, contexts: list[str], allow_null: bool = False,
+               max_answer_len: int = 30, progress: bool = False) -> QAPredictions:
+    """Answers of a span-extraction model over the windows of `window_batches`."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .evaluation import _device, _eval_mode, _synchronize, model_macs
+
+    device = _device(model)
+    starts, ends, lengths, kept = [], [], [], []
+    seconds = 0.0
+    with _eval_mode(model), tqdm(total=len(features["input_ids"]), desc="answering", unit="window",
+                                 disable=not progress) as bar:
+        for batch in batches:
+            batch = batch.to(device)
+            begin = time.perf_counter()
+            out = model(**batch)
+            _synchronize(device)
+            seconds += time.perf_counter() - begin
+            starts += list(out.start_logits.float().cpu())
+            ends += list(out.end_logits.float().cpu())
+            lengths.append(batch["attention_mask"].sum(1).cpu())
+            if getattr(out, "kept_lengths", None) is not None:
+                kept.append(out.kept_lengths.cpu())
+            bar.update(len(lengths[-1]))
+    lengths = torch.cat(lengths)
+    kept = torch.cat(kept) if kept else None
+    answers = best_answers(features, starts, ends, contexts, max_answer_len, allow_null)
+    return QAPredictions(answers, lengths, kept, model_macs(model, lengths, kept), seconds)
+
+
+def evaluate_qa(model, full_model, tokenizer, dataset, max_length: int = 384, stride: int = 128,
+                batch_size: int = 32, timing_repeats: int = 1, allow_null: bool | None = None,
+                progress: bool = True) -> dict:
+    """Exact match and F1 of `model` and `full_model` on a SQuAD dataset, the F1 difference with a 95%
+    paired-bootstrap interval over the questions, the tokens kept per step, the FLOPs speed-up and the
+    wall-clock speed-up (the two models' forward passes interleaved). `allow_null` (answer "" when
+    [CLS] wins): by default, when the data has unanswerable questions (SQuAD 2.0)."""
+    from .evaluation import _forward_pass, kept_fraction, paired_bootstrap, wall_speedup
+
+    gold = [list(a["text"]) for a in dataset["answers"]]
+    if allow_null is None:
+        allow_null = any(not g for g in gold)
+    contexts = list(dataset["context"])
+    features, batches = window_batches(tokenizer, dataset, max_length, stride, batch_size)
+    ours = predict_qa(model, features, batches, contexts, allow_null, progress=progress)
+    full = predict_qa(full_model, features, batches, contexts, allow_null, progress=progress)
+    scores = squad_scores([a.text for a in ours.answers], gold)
+    full_scores = squad_scores([a.text for a in full.answers], gold)
+    boot = paired_bootstrap(torch.tensor(scores["per_question_f1"]), torch.tensor(full_scores["per_question_f1"]))
+    result = {
+        "exact_match": scores["exact_match"], "f1": scores["f1"],
+        "full_exact_match": full_scores["exact_match"], "full_f1": full_scores["f1"],
+        "f1_diff": boot.diff, "ci_low": boot.low, "ci_high": boot.high,
+        "kept_fraction": kept_fraction(ours),
+        "flops_speedup": round(float(full.macs.sum() / ours.macs.sum()), 4),
+        "wall_speedup": None, "latency_ms": None, "throughput_per_s": None, "full_latency_ms": None,
+        "n_examples": len(gold), "n_windows": len(features["input_ids"]), "batch_size": batch_size,
+        "max_length": max_length, "allow_null": allow_null,
+        "answers": [a.text for a in ours.answers],
+    }
+    if timing_repeats > 0:
+        full_s, tr_s, ratio = wall_speedup(lambda: _forward_pass(full_model, batches),
+                                           lambda: _forward_pass(model, batches), timing_repeats)
+        n = len(gold)
+        result.update(wall_speedup=round(ratio, 4), latency_ms=round(tr_s / n * 1000, 3),
+                      throughput_per_s=round(n / tr_s, 2), full_latency_ms=round(full_s / n * 1000, 3))
     return result

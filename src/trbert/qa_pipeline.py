@@ -6,9 +6,13 @@ with `transformers.pipeline`. Long contexts are split into overlapping windows; 
 best-scoring span over all windows, mapped back to characters of the context.
 """
 
+import math
+
 import torch
 import transformers.pipelines as hf_pipelines
 from transformers import AutoModelForQuestionAnswering, Pipeline
+
+from .qa import window_spans
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -73,18 +77,13 @@ class QuestionAnsweringPipeline(Pipeline):
         context, offsets, in_context = outputs["context"], outputs["offsets"], outputs["in_context"]
         candidates = []
         for w in range(in_context.shape[0]):
-            masked = lambda x: x[w].float().masked_fill(~in_context[w], float("-inf"))  # noqa: E731
-            p_start, p_end = masked(outputs["start_logits"]).softmax(-1), masked(outputs["end_logits"]).softmax(-1)
-            scores = p_start[:, None] * p_end[None, :]
-            n = scores.shape[0]
-            band = torch.ones(n, n, dtype=torch.bool).triu().tril(max_answer_len - 1)
-            scores = scores.masked_fill(~band, 0.0)
-            best = torch.topk(scores.flatten(), k=min(top_k, n * n))
-            for score, idx in zip(best.values.tolist(), best.indices.tolist()):
-                s, e = divmod(idx, n)
-                if score > 0:
-                    start, end = int(offsets[w, s, 0]), int(offsets[w, e, 1])
-                    candidates.append({"score": score, "start": start, "end": end, "answer": context[start:end]})
+            allowed = in_context[w]
+            # Probabilities over the window's context tokens: log p(start) + log p(end) ranks the spans.
+            log_p = [x[w].float().masked_fill(~allowed, float("-inf")).log_softmax(-1)
+                     for x in (outputs["start_logits"], outputs["end_logits"])]
+            for score, s, e in window_spans(*log_p, allowed, max_answer_len, k=top_k):
+                start, end = int(offsets[w, s, 0]), int(offsets[w, e, 1])
+                candidates.append({"score": math.exp(score), "start": start, "end": end, "answer": context[start:end]})
         candidates.sort(key=lambda c: -c["score"])
         answers = candidates[:top_k]
         return answers[0] if top_k == 1 and answers else answers
