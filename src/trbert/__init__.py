@@ -13,7 +13,7 @@ from .modeling import (
 )
 from .qa_pipeline import QuestionAnsweringPipeline
 from .qa_pipeline import register as _register_qa_pipeline
-from .strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy, StepProposal, Tokens
+from .strategies import EarlyExitStrategy, FixedFractionStrategy, KeepStrategy, PolicyStrategy, StepProposal, Tokens
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "Cost",
     "encode",
     "reduction_cost",
+    "EarlyExitStrategy",
     "FixedFractionStrategy",
     "KeepStrategy",
     "PolicyStrategy",

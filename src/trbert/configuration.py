@@ -6,6 +6,7 @@ from transformers import BertConfig
 BACKBONES = ("bert", "roberta")
 KEEP_RULES = ("threshold", "expected")
 EXECUTIONS = ("packed", "padded")
+SELECTIONS = ("policy", "early_exit")
 
 
 @strict(accept_kwargs=True)
@@ -32,6 +33,16 @@ class TRBertConfig(BertConfig):
         execution: how the layers after a reduction step run at inference. `"packed"` concatenates the
             kept tokens of the whole batch for the projections and feed-forward and runs attention per
             example; `"padded"` pads the kept tokens to the longest example and masks attention.
+        selection: what decides at each step: `"policy"` (TR-BERT's keep policies) or `"early_exit"`
+            (token-level early exit for token classification: an internal classifier per step; a token
+            leaves when the largest normalised entropy of the predictions in its window falls below
+            `exit_threshold`). Early exit defaults to a step before every layer but the first.
+        exit_threshold: early exit: the uncertainty (entropy / log(num_labels), in [0, 1]) below which a
+            token leaves.
+        exit_window: early exit: neighbours on each side whose uncertainty also counts (max-pooled).
+        skipped_as_keys: skipped tokens still serve as keys and values to the tokens that go on (their
+            state frozen at the step where they were skipped), as in the original early-exit method;
+            costs a key and value projection per skipped token and layer. Off: they are removed outright.
     """
 
     model_type = "trbert"
@@ -46,9 +57,15 @@ class TRBertConfig(BertConfig):
     sep_token_id: int | None = None
     backbone: str = "bert"
     execution: str = "packed"
+    selection: str = "policy"
+    exit_threshold: float | int = 0.1
+    exit_window: int = 1
+    skipped_as_keys: bool = False
 
     def __post_init__(self, **kwargs):
-        if self.reduction_layers is None:
+        if self.reduction_layers is None and self.selection == "early_exit":
+            self.reduction_layers = list(range(1, self.num_hidden_layers))
+        elif self.reduction_layers is None:
             self.reduction_layers = [1, self.num_hidden_layers // 2] if self.num_hidden_layers > 2 else [1]
         else:
             self.reduction_layers = [int(i) for i in self.reduction_layers]
@@ -78,6 +95,12 @@ class TRBertConfig(BertConfig):
             raise ValueError(f"backbone={self.backbone!r} must be one of {BACKBONES}")
         if self.execution not in EXECUTIONS:
             raise ValueError(f"execution={self.execution!r} must be one of {EXECUTIONS}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection={self.selection!r} must be one of {SELECTIONS}")
+        if not 0.0 <= self.exit_threshold <= 1.0:
+            raise ValueError(f"exit_threshold={self.exit_threshold} must lie in [0, 1] (a normalised entropy)")
+        if self.exit_window < 0:
+            raise ValueError(f"exit_window={self.exit_window} must be at least 0")
 
     @property
     def num_reduction_steps(self) -> int:

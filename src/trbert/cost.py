@@ -4,7 +4,10 @@ Per layer on n tokens (d hidden, f feed-forward):
     4 n d^2      query, key, value and output projections
     2 n d f      feed-forward
     2 n^2 d      attention scores (Q K^T) and the weighted sum of values
-Per reduction step on n tokens (p policy width): n (d p + p) for the policy network.
+With skipped tokens as keys and values (`skipped_as_keys`), a layer with n tokens going on and m
+skipped ones also projects the m to keys and values (2 m d^2) and attends to them (2 n m d).
+Per reduction step on n tokens (p policy width): n (d p + p) for the policy network, or n d C for
+an early-exit classifier over C labels.
 Embeddings, layer norms, softmax, biases and the task head are not counted (they are small
 and the same for every method).
 """
@@ -28,14 +31,18 @@ class Cost:
         return float(self.full_macs.sum() / self.macs.sum())
 
 
-def layer_macs(config, n: torch.Tensor) -> torch.Tensor:
+def layer_macs(config, n: torch.Tensor, skipped: torch.Tensor | None = None) -> torch.Tensor:
     d, f = config.hidden_size, config.intermediate_size
     n = n.to(torch.float64)
-    return 4 * n * d * d + 2 * n * d * f + 2 * n * n * d
+    m = torch.zeros_like(n) if skipped is None else skipped.to(torch.float64)
+    return 4 * n * d * d + 2 * n * d * f + 2 * n * (n + m) * d + 2 * m * d * d
 
 
 def policy_macs(config, n: torch.Tensor) -> torch.Tensor:
-    return n.to(torch.float64) * (config.hidden_size * config.policy_hidden_size + config.policy_hidden_size)
+    n = n.to(torch.float64)
+    if getattr(config, "selection", "policy") == "early_exit":
+        return n * config.hidden_size * config.num_labels
+    return n * (config.hidden_size * config.policy_hidden_size + config.policy_hidden_size)
 
 
 def tokens_per_layer(config: TRBertConfig, lengths: torch.Tensor, kept_lengths: torch.Tensor) -> torch.Tensor:
@@ -61,7 +68,8 @@ def reduction_cost(
         return Cost(full, full, torch.ones_like(full))
     kept_lengths = kept_lengths.detach().cpu().long()
     per_layer = tokens_per_layer(config, lengths, kept_lengths)
-    macs = layer_macs(config, per_layer).sum(1)
+    skipped = lengths[:, None] - per_layer if getattr(config, "skipped_as_keys", False) else None
+    macs = layer_macs(config, per_layer, skipped).sum(1)
     if policy and kept_lengths.shape[1] > 0:  # each step's policy scores the tokens present before it
         before = torch.cat([lengths[:, None], kept_lengths[:, :-1]], dim=1)
         macs = macs + policy_macs(config, before).sum(1)

@@ -40,6 +40,7 @@ class TRBertModelOutput(BaseModelOutputWithPooling):
     kept_lengths: torch.Tensor | None = None
     kept_fraction: torch.Tensor | None = None
     keep_log_prob: torch.Tensor | None = None
+    step_states: list[torch.Tensor] | None = None  # masked mode, when asked: [B, n, d] entering each step
 
 
 @dataclass
@@ -61,6 +62,7 @@ class TRBertTokenClassifierOutput(TokenClassifierOutput):
     kept_lengths: torch.Tensor | None = None
     kept_fraction: torch.Tensor | None = None
     keep_log_prob: torch.Tensor | None = None
+    exit_logits: list[torch.Tensor] | None = None  # early exit, when asked: [B, n, C] of each step's classifier
 
 
 def _reduction_fields(outputs: TRBertModelOutput) -> dict:
@@ -211,6 +213,7 @@ class TRBertModel(TRBertPreTrainedModel):
         masked: bool | None = None,
         sample: bool | None = None,
         keep_actions: list[torch.Tensor] | None = None,
+        step_states: bool = False,
         **kwargs,
     ) -> TRBertModelOutput:
         r"""
@@ -220,6 +223,7 @@ class TRBertModel(TRBertPreTrainedModel):
             is differentiable too (and cheaper); masking keeps the batch one [B, n, d] tensor.
         sample: sample the keep actions from the policy probabilities (default: in training mode).
         keep_actions: one `[B, n]` bool tensor per step: the decisions to apply (at original positions).
+        step_states: also return the hidden states entering each reduction step (masked mode only).
         """
         attention_mask = _check_inputs(self.config, input_ids, attention_mask, inputs_embeds)
         masked = self.training if masked is None else masked
@@ -235,6 +239,7 @@ class TRBertModel(TRBertPreTrainedModel):
             masked=masked,
             sample=sample,
             keep_actions=keep_actions,
+            step_states=step_states,
         )
         pooled = self.pooler(result.last_hidden_state) if self.pooler is not None else None
         return TRBertModelOutput(
@@ -243,6 +248,7 @@ class TRBertModel(TRBertPreTrainedModel):
             kept_lengths=result.kept_lengths,
             kept_fraction=result.kept_fraction,
             keep_log_prob=result.keep_log_prob,
+            step_states=result.step_states,
         )
 
 
@@ -327,14 +333,23 @@ class TRBertForTokenClassification(TRBertPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, masked=None, sample=None, keep_actions=None, **kwargs):
+                inputs_embeds=None, labels=None, masked=None, sample=None, keep_actions=None, exit_logits=False,
+                **kwargs):
+        r"""exit_logits: also return the early-exit classifiers' logits at every step, for every token
+        (masked mode; for training them)."""
+        if exit_logits and self.config.selection != "early_exit":
+            raise ValueError("exit_logits needs a model with selection='early_exit'")
         outputs = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            restore=True, masked=masked, sample=sample, keep_actions=keep_actions)
+                            restore=True, masked=masked, sample=sample, keep_actions=keep_actions,
+                            step_states=exit_logits)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
-        return TRBertTokenClassifierOutput(loss=loss, logits=logits, **_reduction_fields(outputs))
+        exits = None
+        if exit_logits:
+            exits = [head(self.dropout(h)) for head, h in zip(self.bert.encoder.exits, outputs.step_states)]
+        return TRBertTokenClassifierOutput(loss=loss, logits=logits, exit_logits=exits, **_reduction_fields(outputs))
 
 
 AutoConfig.register("trbert", TRBertConfig)

@@ -23,7 +23,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
 
-from .strategies import KeepPolicy, KeepStrategy, PolicyStrategy, Tokens
+from .strategies import EarlyExitStrategy, KeepPolicy, KeepStrategy, PolicyStrategy, Tokens
 
 _EPS = 1e-6
 
@@ -34,6 +34,7 @@ class EncoderResult:
     kept_lengths: torch.Tensor  # [B, steps] tokens kept by each step
     kept_fraction: torch.Tensor  # [B, steps] kept / original non-padding length
     keep_log_prob: torch.Tensor | None  # [B] log-probability of the sampled or given actions
+    step_states: list[torch.Tensor] | None = None  # masked mode: [B, n, d] entering each step (when asked)
 
 
 class TRBertEncoder(nn.Module):
@@ -43,10 +44,14 @@ class TRBertEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.layer = nn.ModuleList([BertLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
+        steps = config.reduction_layers
+        early_exit = config.selection == "early_exit"
+        # What decides at each step: a keep policy (TR-BERT) or an internal classifier (early exit).
         self.policy = nn.ModuleList(
-            [KeepPolicy(config.hidden_size, config.policy_hidden_size) for _ in config.reduction_layers]
+            [] if early_exit else [KeepPolicy(config.hidden_size, config.policy_hidden_size) for _ in steps]
         )
-        self.strategy: KeepStrategy = PolicyStrategy()
+        self.exits = nn.ModuleList([nn.Linear(config.hidden_size, config.num_labels) for _ in steps] if early_exit else [])
+        self.strategy: KeepStrategy = EarlyExitStrategy() if early_exit else PolicyStrategy()
 
     # ------------------------------------------------------------------ selection
     def _forced(self, tokens: Tokens, input_ids: torch.Tensor | None) -> torch.Tensor:
@@ -67,7 +72,8 @@ class TRBertEncoder(nn.Module):
     def _select(self, step, tokens, input_ids, action, sample):
         """Keep decisions [T] and their log-probabilities per example [B] (or None) at one step."""
         config = self.config
-        proposal = self.strategy.propose(step, tokens, self.policy[step], config)
+        module = self.exits[step] if config.selection == "early_exit" else self.policy[step]
+        proposal = self.strategy.propose(step, tokens, module, config)
         forced = self._forced(tokens, input_ids)
         log_prob = None
         if action is not None or sample:
@@ -105,11 +111,13 @@ class TRBertEncoder(nn.Module):
         return keep, log_prob
 
     # ------------------------------------------------------------------ layers
-    def _attention(self, layer: BertLayer, q, k, v, present: list[int]):
-        """Self-attention over packed tokens: one call per example (no padding, no mask)."""
+    def _attention(self, layer: BertLayer, q, k, v, present: list[int], attended: list[int] | None = None):
+        """Self-attention over packed tokens: one call per example (no padding, no mask). `attended`:
+        per example the number of keys and values, when it differs from the queries' `present`."""
         sa = layer.attention.self
         attend: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
         dropout = sa.dropout.p if self.training else 0.0
+        attended = attended or present
 
         def run(qe, ke, ve, batch):  # [batch * len, H, dh] -> [batch * len, H * dh]
             shape = (batch, -1, sa.num_attention_heads, sa.attention_head_size)
@@ -124,14 +132,21 @@ class TRBertEncoder(nn.Module):
             )
             return out.reshape(-1, sa.all_head_size)
 
-        if len(set(present)) == 1:  # equal lengths: one batched call
+        if len(set(present)) == 1 and len(set(attended)) == 1:  # equal lengths: one batched call
             return run(q, k, v, len(present))
-        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(present), k.split(present), v.split(present))]
+        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(present), k.split(attended), v.split(attended))]
         return torch.cat(outs)
 
-    def _layer_packed(self, layer: BertLayer, h: torch.Tensor, present: list[int]) -> torch.Tensor:
+    def _layer_packed(self, layer: BertLayer, h: torch.Tensor, present: list[int], memory=None) -> torch.Tensor:
+        """One layer on packed tokens. `memory`: (states, order, attended) of the skipped tokens that
+        still serve as keys and values: `order` merges [h; states] example by example."""
         sa = layer.attention.self
-        context = self._attention(layer, sa.query(h), sa.key(h), sa.value(h), present)
+        if memory is None:
+            context = self._attention(layer, sa.query(h), sa.key(h), sa.value(h), present)
+        else:
+            states, order, attended = memory
+            both = torch.cat([h, states])[order]
+            context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), present, attended)
         attention_output = layer.attention.output(context, h)
         return layer.feed_forward_chunk(attention_output)
 
@@ -154,14 +169,19 @@ class TRBertEncoder(nn.Module):
         masked: bool = False,
         sample: bool = False,
         keep_actions: list[torch.Tensor] | None = None,
+        step_states: bool = False,
     ) -> EncoderResult:
         if keep_actions is not None and len(keep_actions) != len(self.config.reduction_layers):
             raise ValueError(
                 f"keep_actions has {len(keep_actions)} entries but the model has "
                 f"{len(self.config.reduction_layers)} reduction steps"
             )
-        run = self._forward_masked if masked else self._forward_removal
-        return run(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions)
+        if masked:
+            return self._forward_masked(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions,
+                                        step_states)
+        if step_states:
+            raise ValueError("step_states are returned in masked mode only (masked=True)")
+        return self._forward_removal(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions)
 
     def _forward_removal(self, hidden, mask, input_ids, restore, sample, keep_actions):
         B, n, d = hidden.shape
@@ -175,21 +195,29 @@ class TRBertEncoder(nn.Module):
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
         log_prob = None
+        as_keys = self.config.skipped_as_keys
+        skipped_h, skipped_example, memory = h[:0], example[:0], None
         for i, layer in enumerate(self.layer):
             if i in steps:
                 step = steps.index(i)
                 tokens = Tokens(h, example, position, rank, counts, length)
                 keep, log_prob = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
+                skip = ~keep
                 if restore:
-                    skip = ~keep
                     out[example[skip], position[skip]] = h[skip]
+                if as_keys:
+                    skipped_h = torch.cat([skipped_h, h[skip]])
+                    skipped_example = torch.cat([skipped_example, example[skip]])
                 h, example, position = h[keep], example[keep], position[keep]
                 counts = torch.zeros_like(length).index_add(0, example, torch.ones_like(example))
                 kept[:, step] = counts
                 present = counts.tolist()
                 rank = _ranks(example, counts)
-            if self.config.execution == "packed":
-                h = self._layer_packed(layer, h, present)
+                if as_keys:  # keys and values: each example's present tokens, then its skipped ones
+                    order = torch.argsort(torch.cat([example, skipped_example]), stable=True)
+                    memory = (skipped_h, order, length.tolist())
+            if self.config.execution == "packed" or memory is not None:
+                h = self._layer_packed(layer, h, present, memory)
             else:
                 h = self._layer_padded(layer, h, example, rank, present)
         if restore:
@@ -199,7 +227,7 @@ class TRBertEncoder(nn.Module):
             out[example, rank] = h
         return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob)
 
-    def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions):
+    def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions, step_states=False):
         B, n, _ = hidden.shape
         length = mask.sum(1)
         present = mask
@@ -207,9 +235,12 @@ class TRBertEncoder(nn.Module):
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
         log_prob = None
+        states = [] if step_states else None
         for i, layer in enumerate(self.layer):
             if i in steps:
                 step = steps.index(i)
+                if states is not None:
+                    states.append(h)
                 example, position = present.nonzero(as_tuple=True)
                 present_count = present.sum(1)
                 tokens = Tokens(h[example, position], example, position, _ranks(example, present_count),
@@ -218,9 +249,10 @@ class TRBertEncoder(nn.Module):
                 present = torch.zeros_like(present)
                 present[example[keep], position[keep]] = True
                 kept[:, step] = present.sum(1)
-            attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=present.long())
+            keys = mask if self.config.skipped_as_keys else present
+            attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=keys.long())
             h = torch.where(present[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
-        return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob)
+        return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states)
 
 
 def _ranks(example: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,11 @@ mechanism (`trbert.reduction`) owns everything else: always-kept tokens, the kee
 sampling, the removal itself and the restore. A new strategy is a small class with one method.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -95,6 +97,32 @@ class FixedFractionStrategy(KeepStrategy):
             score = table[tokens.position]
         keep = torch.ones_like(tokens.rank, dtype=torch.bool)
         return StepProposal(keep=keep, score=score, budget=budget)
+
+
+class EarlyExitStrategy(KeepStrategy):
+    """Token-level early exit (for token classification): the step's internal classifier predicts each
+    present token's label; its uncertainty is the entropy of that prediction over log(num_labels). A
+    token leaves when the largest uncertainty within `config.exit_window` neighbours on each side (by
+    original position, among the tokens still present) is below `config.exit_threshold`."""
+
+    runs_policy = True  # the internal classifiers run at every step
+
+    def propose(self, step, tokens, classifier, config):
+        p = classifier(tokens.hidden).float().softmax(-1)
+        uncertainty = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(p.shape[-1])
+        pooled = window_max(uncertainty, tokens, config.exit_window)
+        return StepProposal(keep=pooled >= config.exit_threshold, score=pooled)
+
+
+def window_max(values: torch.Tensor, tokens: Tokens, window: int) -> torch.Tensor:
+    """[T] the largest of `values` over each token's neighbours within `window` positions, in its own
+    example; tokens no longer present count as 0."""
+    if window == 0:
+        return values
+    grid = values.new_zeros(len(tokens.present), int(tokens.position.max()) + 1)
+    grid[tokens.example, tokens.position] = values
+    pooled = F.max_pool1d(grid[:, None], kernel_size=2 * window + 1, stride=1, padding=window)[:, 0]
+    return pooled[tokens.example, tokens.position]
 
 
 class KeepPolicy(nn.Module):
