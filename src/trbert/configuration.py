@@ -43,6 +43,10 @@ class TRBertConfig(BertConfig):
         skipped_as_keys: skipped tokens still serve as keys and values to the tokens that go on (their
             state frozen at the step where they were skipped), as in the original early-exit method;
             costs a key and value projection per skipped token and layer. Off: they are removed outright.
+        long_input: accept inputs longer than the model's positions (documents). The layers before the
+            first reduction step run on segments of at most that many tokens, each with its own
+            positions; the tokens kept by the first step of all segments then go on together, so the
+            later layers attend across the whole document. Off: such inputs are refused.
     """
 
     model_type = "trbert"
@@ -61,6 +65,7 @@ class TRBertConfig(BertConfig):
     exit_threshold: float | int = 0.1
     exit_window: int = 1
     skipped_as_keys: bool = False
+    long_input: bool = False
 
     def __post_init__(self, **kwargs):
         if self.reduction_layers is None and self.selection == "early_exit":
@@ -105,6 +110,11 @@ class TRBertConfig(BertConfig):
     @property
     def num_reduction_steps(self) -> int:
         return len(self.reduction_layers)
+
+    @property
+    def segment_length(self) -> int:
+        """The most tokens the model's positions cover (RoBERTa counts them from pad_token_id + 1)."""
+        return self.max_position_embeddings - (self.pad_token_id + 1 if self.backbone == "roberta" else 0)
 
 
 __all__ = ["TRBertConfig"]

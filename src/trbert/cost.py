@@ -6,6 +6,9 @@ Per layer on n tokens (d hidden, f feed-forward):
     2 n^2 d      attention scores (Q K^T) and the weighted sum of values
 With skipped tokens as keys and values (`skipped_as_keys`), a layer with n tokens going on and m
 skipped ones also projects the m to keys and values (2 m d^2) and attends to them (2 n m d).
+A long document (`long_input`, more tokens than the model's positions) runs the layers before the
+first reduction step segment by segment, so their attention costs the sum over segments; its full
+model is the segment baseline (every layer on each segment alone).
 Per reduction step on n tokens (p policy width): n (d p + p) for the policy network, or n d C for
 an early-exit classifier over C labels.
 Embeddings, layer norms, softmax, biases and the task head are not counted (they are small
@@ -38,6 +41,15 @@ def layer_macs(config, n: torch.Tensor, skipped: torch.Tensor | None = None) -> 
     return 4 * n * d * d + 2 * n * d * f + 2 * n * (n + m) * d + 2 * m * d * d
 
 
+def segmented_layer_macs(config, n: torch.Tensor) -> torch.Tensor:
+    """One layer on n tokens; for a long document (`long_input`) segment by segment."""
+    limit = config.segment_length if getattr(config, "long_input", False) else None
+    if limit is None:
+        return layer_macs(config, n)
+    n = n.long()
+    return (n // limit).to(torch.float64) * layer_macs(config, torch.tensor(limit)) + layer_macs(config, n % limit)
+
+
 def policy_macs(config, n: torch.Tensor) -> torch.Tensor:
     n = n.to(torch.float64)
     if getattr(config, "selection", "policy") == "early_exit":
@@ -63,13 +75,16 @@ def reduction_cost(
     policy: whether the policy networks ran (False for strategies that bypass them).
     """
     lengths = lengths.detach().cpu().long()
-    full = config.num_hidden_layers * layer_macs(config, lengths)
+    full = config.num_hidden_layers * segmented_layer_macs(config, lengths)
     if kept_lengths is None:
         return Cost(full, full, torch.ones_like(full))
     kept_lengths = kept_lengths.detach().cpu().long()
     per_layer = tokens_per_layer(config, lengths, kept_lengths)
     skipped = lengths[:, None] - per_layer if getattr(config, "skipped_as_keys", False) else None
-    macs = layer_macs(config, per_layer, skipped).sum(1)
+    layer_cost = layer_macs(config, per_layer, skipped)
+    first = config.reduction_layers[0] if kept_lengths.shape[1] else config.num_hidden_layers
+    layer_cost[:, :first] = segmented_layer_macs(config, lengths)[:, None]  # before any step: by segment
+    macs = layer_cost.sum(1)
     if policy and kept_lengths.shape[1] > 0:  # each step's policy scores the tokens present before it
         before = torch.cat([lengths[:, None], kept_lengths[:, :-1]], dim=1)
         macs = macs + policy_macs(config, before).sum(1)

@@ -165,11 +165,11 @@ def _check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds
     batch, length = x.shape[:2]
     if batch == 0 or length == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): there is no text to encode")
-    limit = config.max_position_embeddings - (config.pad_token_id + 1 if config.backbone == "roberta" else 0)
-    if length > limit:
+    limit = config.segment_length
+    if length > limit and not config.long_input:
         raise ValueError(
             f"the input has {length} tokens but the model takes at most {limit}: tokenize with "
-            f"truncation=True, max_length={limit}"
+            f"truncation=True, max_length={limit}, or set long_input=True to run it as a long document"
         )
     if attention_mask is None:
         return torch.ones(batch, length, dtype=torch.long, device=x.device)
@@ -228,6 +228,18 @@ class TRBertModel(TRBertPreTrainedModel):
         attention_mask = _check_inputs(self.config, input_ids, attention_mask, inputs_embeds)
         masked = self.training if masked is None else masked
         sample = self.training if sample is None else sample
+        segment = None
+        length = attention_mask.shape[1]
+        if length > self.config.segment_length:  # a long document: segments with their own positions
+            if masked:
+                raise ValueError("long inputs run in removal mode only: pass masked=False")
+            if position_ids is not None:
+                raise ValueError("long inputs take no position_ids: each segment counts its own from 0")
+            limit = self.config.segment_length
+            offset = self.config.pad_token_id + 1 if self.config.backbone == "roberta" else 0
+            where = torch.arange(length, device=attention_mask.device)
+            segment = (where // limit).expand(attention_mask.shape[0], -1)
+            position_ids = (where % limit + offset).expand(attention_mask.shape[0], -1)
         embedding_output = self.embeddings(
             input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
         )
@@ -240,6 +252,7 @@ class TRBertModel(TRBertPreTrainedModel):
             sample=sample,
             keep_actions=keep_actions,
             step_states=step_states,
+            segment=segment,
         )
         pooled = self.pooler(result.last_hidden_state) if self.pooler is not None else None
         return TRBertModelOutput(

@@ -170,20 +170,26 @@ class TRBertEncoder(nn.Module):
         sample: bool = False,
         keep_actions: list[torch.Tensor] | None = None,
         step_states: bool = False,
+        segment: torch.Tensor | None = None,
     ) -> EncoderResult:
+        """`segment`: [B, n] the segment of each token of a long document: until the first reduction
+        step, attention stays within a segment (removal mode only)."""
         if keep_actions is not None and len(keep_actions) != len(self.config.reduction_layers):
             raise ValueError(
                 f"keep_actions has {len(keep_actions)} entries but the model has "
                 f"{len(self.config.reduction_layers)} reduction steps"
             )
+        if masked and segment is not None:
+            raise ValueError("long inputs (segments) run in removal mode only")
         if masked:
             return self._forward_masked(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions,
                                         step_states)
         if step_states:
             raise ValueError("step_states are returned in masked mode only (masked=True)")
-        return self._forward_removal(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions)
+        return self._forward_removal(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions,
+                                     segment)
 
-    def _forward_removal(self, hidden, mask, input_ids, restore, sample, keep_actions):
+    def _forward_removal(self, hidden, mask, input_ids, restore, sample, keep_actions, segment=None):
         B, n, d = hidden.shape
         length = mask.sum(1)
         example, position = mask.nonzero(as_tuple=True)
@@ -197,6 +203,10 @@ class TRBertEncoder(nn.Module):
         log_prob = None
         as_keys = self.config.skipped_as_keys
         skipped_h, skipped_example, memory = h[:0], example[:0], None
+        segments = None  # tokens per segment, in packed order, while attention stays within segments
+        if segment is not None:
+            group = example * (int(segment.max()) + 1) + segment[example, position]
+            segments = torch.unique_consecutive(group, return_counts=True)[1].tolist()
         for i, layer in enumerate(self.layer):
             if i in steps:
                 step = steps.index(i)
@@ -216,7 +226,10 @@ class TRBertEncoder(nn.Module):
                 if as_keys:  # keys and values: each example's present tokens, then its skipped ones
                     order = torch.argsort(torch.cat([example, skipped_example]), stable=True)
                     memory = (skipped_h, order, length.tolist())
-            if self.config.execution == "packed" or memory is not None:
+                segments = None  # from here on the kept tokens of all segments attend to each other
+            if segments is not None:
+                h = self._layer_packed(layer, h, segments)
+            elif self.config.execution == "packed" or memory is not None:
                 h = self._layer_packed(layer, h, present, memory)
             else:
                 h = self._layer_padded(layer, h, example, rank, present)
