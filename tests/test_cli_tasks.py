@@ -96,3 +96,28 @@ def test_wnut_tagger_through_the_cli(backbone, tmp_path, capsys):
                            "w1 w2 w3", "w4 w5"], capsys)
     rows = [json.loads(line) for line in text.splitlines()]
     assert status == 0 and [len(r["tags"]) for r in rows] == [3, 2] and rows[0]["words"] == ["w1", "w2", "w3"]
+
+
+def test_early_exit_through_the_cli(backbone, tmp_path, capsys):
+    out = tmp_path / "exit"
+    status, text, _ = cli(["train", "--stage", "early-exit", "--task", "token-classification", "--out", out,
+                           "--backbone", backbone, "--max-examples", "48", "--epochs", "1", "--batch-size", "16",
+                           "--max-length", "32", "--exit-threshold", "0.3", "--skipped-as-keys", "--no-progress"],
+                          capsys)
+    assert status == 0 and "self-sampling: wrote" in text
+    config = json.loads((out / "self-sampling" / "config.json").read_text())
+    assert config["selection"] == "early_exit" and config["exit_threshold"] == 0.3 and config["skipped_as_keys"]
+    status, text, _ = cli(["eval", "--task", "token-classification", "--model", out / "self-sampling",
+                           "--full-model", out / "finetune", "--max-examples", "20", "--max-length", "32",
+                           "--timing-repeats", "0", "--no-progress"], capsys)
+    assert status == 0 and "entity F1:" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--stage", "exits", "--out", "x", "--source", "x"], "use it with --task token-classification"),
+    (["train", "--stage", "self-sampling", "--task", "token-classification", "--out", "x"], "needs --source"),
+])
+def test_early_exit_stage_errors(argv, message, capsys, tmp_path):
+    argv = [str(tmp_path / "x") if a == "x" else a for a in argv]
+    status, _, err = cli(argv, capsys)
+    assert status == 2 and message in err, err

@@ -109,7 +109,7 @@ def test_single_stage_options_are_checked(run, tmp_path, capsys):
          "not a policy folder"),
         (["--stage", "finetune", "--source", run.out / "finetune"], "--source is not used with --stage finetune"),
         (["--stage", "joint", "--source", run.out / "policy", "--teacher", run.out / "finetune",
-          "--reduction-layers", "1"], "--reduction-layers is set when the policy is trained"),
+          "--reduction-layers", "1"], "--reduction-layers is set when the policy or the exits are trained"),
         (["--stage", "policy", "--source", run.out / "finetune", "--reduction-layers", "5"],
          "--reduction-layers 5: give increasing layer indices in [0, 1]"),
     ]

@@ -52,6 +52,13 @@ def _data(text: str) -> str:
 TASKS = ["classification", "question-answering", "token-classification"]
 
 
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
 def _sequence_length(text: str) -> int:
     value = int(text)
     if not 8 <= value <= 512:
@@ -149,6 +156,11 @@ overlapping windows) or token classification (WNUT-16).
             from --source (a policy folder)
   all       finetune, policy and joint into OUT/finetune, OUT/policy and OUT/joint
 
+Token-level early exit (--task token-classification), the alternative to the policy:
+  exits          internal classifiers before layers 1..L-1, the rest frozen; from --source (finetune)
+  self-sampling  every parameter, tokens leaving at random steps; from --source (an exits folder)
+  early-exit     finetune, exits and self-sampling into OUT/finetune, OUT/exits, OUT/self-sampling
+
 Writes the model folder (OUT, or OUT/<stage> with --stage all), which loads with the task's
 AutoModelFor... class; the Trainer's checkpoints beside it in <folder>-checkpoints;
 and the per-step training log (step, epoch, loss, task_loss, reward, kept, learning_rate) as JSON
@@ -164,6 +176,8 @@ stage defaults (the recipe's):
   finetune   2       8e-5   16            -
   policy     2       3e-3   8             8
   joint      1       2e-5   8             4
+  exits      3       2e-3   16            -
+  self-samp. 2       3e-5   16            -
   --epochs, --lr, --batch-size and --samples given here apply to every stage trained.
 
 examples:
@@ -174,6 +188,7 @@ examples:
   trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5
   trbert train --stage all --task question-answering --data train-v1.1.json --max-length 384 --out runs/squad
   trbert train --stage all --task token-classification --out runs/wnut
+  trbert train --stage early-exit --task token-classification --out runs/wnut-exit --exit-threshold 0.2
   torchrun --nproc_per_node 2 -m trbert train --stage finetune --out runs/ft"""
 
 
@@ -185,7 +200,8 @@ def add_train(subparsers) -> None:
         epilog=TRAIN_EPILOG,
         formatter_class=_formatter,
     )
-    p.add_argument("--stage", required=True, choices=["finetune", "policy", "joint", "all"],
+    p.add_argument("--stage", required=True,
+                   choices=["finetune", "policy", "joint", "all", "exits", "self-sampling", "early-exit"],
                    help="what to train (see above)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the model folder to write (with --stage all: the folder of the three stage folders)")
@@ -215,6 +231,13 @@ def add_train(subparsers) -> None:
     p.add_argument("--reduction-layers", type=_non_negative_int, nargs="+", metavar="I",
                    help="policy, all: layers before which tokens are reduced "
                         "(default: 1 and L/2, i.e. 1 3 for 6 layers)")
+    p.add_argument("--exit-threshold", type=_unit_float, default=0.1, metavar="U",
+                   help="exits, early-exit: a token leaves when the uncertainty in its window is below U, in [0, 1] "
+                        "(saved with the model; default: 0.1)")
+    p.add_argument("--exit-window", type=_non_negative_int, default=1, metavar="W",
+                   help="exits, early-exit: neighbours on each side whose uncertainty counts (default: 1)")
+    p.add_argument("--skipped-as-keys", action="store_true",
+                   help="exits, early-exit: tokens that left still serve as keys and values (the original method)")
     p.add_argument("--seed", type=int, default=0, help="seed of the new weights, data order and sampling (default: 0)")
     p.add_argument("--save-steps", type=_positive_int, default=50, metavar="N",
                    help="write a resumable checkpoint every N steps (default: 50)")

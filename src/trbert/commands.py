@@ -18,11 +18,14 @@ from pathlib import Path
 from .data import DataError
 from .modeling import CheckpointError
 
+EARLY_EXIT_STAGES = ("exits", "self-sampling", "early-exit")
 # Defaults of each stage (the recipe's values); a value given on the command line applies to every stage trained.
 STAGE_DEFAULTS = {
     "finetune": dict(epochs=2.0, learning_rate=8e-5, batch_size=16, samples=8),
     "policy": dict(epochs=2.0, learning_rate=3e-3, batch_size=8, samples=8),  # as the recipe's presets
     "joint": dict(epochs=1.0, learning_rate=2e-5, batch_size=8, samples=4),
+    "exits": dict(epochs=3.0, learning_rate=2e-3, batch_size=16, samples=1),  # as `trbert wnut`
+    "self-sampling": dict(epochs=2.0, learning_rate=3e-5, batch_size=16, samples=1),
 }
 DEFAULT_MAX_LENGTH = 512
 BBC_SPLIT_SEED = 0  # the BBC train/validation/test split is fixed, whatever the training seed
@@ -186,12 +189,16 @@ def plan_stages(args) -> list[Stage]:
     given = {option: getattr(args, attr) is not None for option, attr in
              [("--source", "source"), ("--teacher", "teacher"), ("--backbone", "backbone")]}
     allowed = {"finetune": {"--backbone"}, "policy": {"--source"}, "joint": {"--source", "--teacher"},
-               "all": {"--backbone"}}[args.stage]
+               "all": {"--backbone"}, "exits": {"--source"}, "self-sampling": {"--source"},
+               "early-exit": {"--backbone"}}[args.stage]
     for option, present in given.items():
         if present and option not in allowed:
             raise CommandError(f"{option} is not used with --stage {args.stage}")
-    if args.reduction_layers is not None and args.stage not in ("policy", "all"):
-        raise CommandError("--reduction-layers is set when the policy is trained (--stage policy or all)")
+    if args.reduction_layers is not None and args.stage not in ("policy", "all", "exits", "early-exit"):
+        raise CommandError("--reduction-layers is set when the policy or the exits are trained "
+                           "(--stage policy, all, exits or early-exit)")
+    if args.stage in EARLY_EXIT_STAGES and args.task != "token-classification":
+        raise CommandError(f"--stage {args.stage} is token-level early exit: use it with --task token-classification")
     out = Path(args.out)
     if args.stage == "all":
         return [
@@ -199,13 +206,20 @@ def plan_stages(args) -> list[Stage]:
             Stage("policy", out / "finetune", out / "policy"),
             Stage("joint", out / "policy", out / "joint", teacher=out / "finetune"),
         ]
+    if args.stage == "early-exit":
+        return [
+            Stage("finetune", args.backbone, out / "finetune"),
+            Stage("exits", out / "finetune", out / "exits"),
+            Stage("self-sampling", out / "exits", out / "self-sampling"),
+        ]
     if args.stage == "finetune":
         return [Stage("finetune", args.backbone, out)]
     if not given["--source"]:
-        what = "a finetune folder" if args.stage == "policy" else "a policy folder"
+        what = {"policy": "a finetune folder", "joint": "a policy folder", "exits": "a finetune folder",
+                "self-sampling": "an exits folder"}[args.stage]
         raise CommandError(f"--stage {args.stage} needs --source ({what})")
-    if args.stage == "policy":
-        return [Stage("policy", Path(args.source), out)]
+    if args.stage in ("policy", "exits", "self-sampling"):
+        return [Stage(args.stage, Path(args.source), out)]
     if not given["--teacher"]:
         raise CommandError("--stage joint needs --teacher (the finetune folder, whose logits it distils)")
     return [Stage("joint", Path(args.source), out, teacher=Path(args.teacher))]
@@ -274,6 +288,16 @@ def _train(args, training) -> int:
             if args.reduction_layers is not None:
                 overrides["reduction_layers"] = args.reduction_layers
             training.train_policy(source, dataset, stage.out, settings, task=args.task, **overrides)
+        elif stage.name == "exits":
+            overrides = {"exit_threshold": args.exit_threshold, "exit_window": args.exit_window,
+                         "skipped_as_keys": args.skipped_as_keys}
+            if args.reduction_layers is not None:
+                overrides["reduction_layers"] = args.reduction_layers
+            training.train_exits(source, dataset, stage.out, settings, **overrides)
+        elif stage.name == "self-sampling":
+            if getattr(config, "selection", None) != "early_exit":
+                raise CommandError(f"--source {source}: not an early-exit model (write one with --stage exits)")
+            training.train_exits(source, dataset, stage.out, settings, self_sampling=True)
         else:
             training.train_joint(source, str(stage.teacher), dataset, stage.out, settings, task=args.task)
         say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
