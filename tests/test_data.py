@@ -204,3 +204,24 @@ def test_unknown_label_in_train_when_labels_given(tmp_path):
     train = _jsonl(tmp_path / "train.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "meh"}])
     with pytest.raises(DataError, match=r"train\.jsonl: row 2: unknown label 'meh'"):
         load_text_files(train, labels=["neg", "pos"])
+
+
+def test_news_digests_are_long_multi_label_and_stay_in_their_split():
+    from trbert.data import load_bbc, load_digests
+    from conftest import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(max_length=10000)  # counts words here (unknown ones as [UNK]): fast and enough
+    test = load_digests(300, "test", n=12, tokenizer=tokenizer)
+    again = load_digests(300, "test", n=12, tokenizer=tokenizer)
+    assert test["text"] == again["text"] and test["labels"] == again["labels"]
+    bbc = load_bbc(seed=0)
+    test_texts, train_texts = set(bbc["test"]["text"]), set(bbc["train"]["text"])
+    for row in test:
+        parts = row["text"].split("\n\n")
+        joined = [p for p in test_texts if p in row["text"]]
+        assert len(joined) >= len(row["topics"]) >= 1 and not any(t in row["text"] for t in list(train_texts)[:200])
+        assert row["labels"] == sorted(set(row["topics"])) and row["n_tokens"] >= 300
+        assert len(parts) >= len(row["topics"])
+    assert len({tuple(r["labels"]) for r in test}) > 3  # the topic sets vary
+    train = load_digests(300, "train", n=3, tokenizer=tokenizer)
+    assert all(any(t in row["text"] for t in train_texts) for row in train)

