@@ -234,9 +234,12 @@ def test_predict_rejects_empty_texts_with_a_clear_message(run, tmp_path, capsys)
 # ---------------------------------------------------------------------------- help
 @pytest.mark.parametrize("command,options", [
     ("train", ["--stage", "--out", "--source", "--teacher", "--backbone", "--data", "--alpha", "--samples",
-               "--reduction-layers", "--max-examples", "-log.jsonl", "torchrun"]),
-    ("eval", ["--model", "--full-model", "--split", "--timing-repeats", "--json", "keep_threshold=0"]),
-    ("predict", ["--model", "TEXT", "--file", "--json", "--text-column"]),
+               "--reduction-layers", "--max-examples", "-log.jsonl", "torchrun", "--task", "--guide-rate",
+               "--protect-question", "early-exit", "--exit-threshold", "--skipped-as-keys"]),
+    ("eval", ["--model", "--full-model", "--split", "--timing-repeats", "--json", "keep_threshold=0",
+              "question-answering", "entity F1"]),
+    ("predict", ["--model", "TEXT", "--file", "--json", "--text-column", "--question", "--context"]),
+    ("wnut", ["--run-dir", "--report", "entity F1"]),
     ("run", ["--preset", "--run-dir", "--alphas", "--report", "quick", "full", "tradeoff.png"]),
 ])
 def test_help_reads_well(command, options, capsys):

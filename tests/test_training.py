@@ -161,3 +161,34 @@ def test_multi_label_stages_on_a_tiny_task(backbone, tmp_path):
     predicted = (out.logits > 0).tolist()
     exact = sum(p == [c in r["labels"] for c in (0, 1)] for p, r in zip(predicted, test)) / len(test)
     assert exact >= 0.9 and out.kept_fraction.mean() < 0.8, (exact, out.kept_fraction.mean())
+
+
+def test_residual_heuristic_scores_the_marker_highest(finetuned):
+    from trbert.tasks import get_task
+
+    model = trbert.TRBertForSequenceClassification.from_pretrained(finetuned, reduction_layers=[0]).eval()
+    tok = BertTokenizerFast.from_pretrained(finetuned)
+    data = synthetic(60, seed=4)
+    enc = tok(list(data["text"]), return_tensors="pt", padding=True)
+    labels = {"labels": torch.tensor(list(data["label"]))}
+    scores, states = training.residual_scores(model, dict(enc), labels, get_task("classification"))
+    assert len(scores) == 1 and scores[0].shape == enc["input_ids"].shape
+    marker_ids = torch.tensor(tok.convert_tokens_to_ids(MARKERS))
+    has_marker = torch.isin(enc["input_ids"], marker_ids)
+    rows = has_marker.any(1)
+    ranked = scores[0].masked_fill(enc["attention_mask"] == 0, -1)
+    ranked[:, 0] = -1  # [CLS] is always kept: the ranking that matters is among the others
+    best = ranked.argmax(1)
+    top_is_marker = has_marker[torch.arange(len(best)), best]
+    assert top_is_marker[rows].float().mean() >= 0.8, top_is_marker[rows].float().mean()
+    [action] = training.residual_actions(model, dict(enc), labels, get_task("classification"))
+    assert action[has_marker].float().mean() >= 0.9 and action.sum() < enc["attention_mask"].sum()
+
+
+def test_policy_training_with_imitation_warm_up(finetuned, tmp_path):
+    settings = training.StageSettings(epochs=3, learning_rate=1e-2, batch_size=32, max_length=64, samples=8,
+                                      alpha=0.5, save_steps=1000, guide_rate=0.5)
+    out = training.train_policy(finetuned, synthetic(300, seed=3), tmp_path / "policy", settings,
+                                reduction_layers=[0])
+    accuracy, marker_kept, other_kept, _ = keep_stats(out, synthetic(200, seed=2))
+    assert accuracy >= 0.9 and marker_kept >= 0.95 and other_kept <= 0.3, (accuracy, marker_kept, other_kept)

@@ -225,6 +225,9 @@ def add_train(subparsers) -> None:
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")
+    p.add_argument("--guide-rate", type=_unit_float, default=0.0, metavar="R",
+                   help="policy, all: imitation warm-up: for the first fraction R of the steps one of the K "
+                        "trajectories is the residual heuristic's (default: 0, none)")
     p.add_argument("--protect-question", action="store_true",
                    help="policy, all: never skip the tokens up to the first separator (the question of a QA "
                         "input; off by default, as in the paper)")

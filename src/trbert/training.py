@@ -16,6 +16,7 @@ folder that half-loads. Runs as one process or several (`torchrun`, `accelerate 
 """
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -43,6 +45,7 @@ class StageSettings:
     max_length: int = 512
     samples: int = 8  # K trajectories per example (policy and joint stages)
     alpha: float = 1.0  # weight of the length penalty (policy and joint stages)
+    guide_rate: float = 0.0  # policy stage: imitation warm-up for this fraction of the steps (0: none)
     max_examples: int | None = None  # train on the first examples only (None: all)
     seed: int = 0
     save_steps: int = 50
@@ -207,19 +210,32 @@ class ReductionTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, task: Task, samples: int, alpha: float, frozen_backbone: bool, teacher=None, **kwargs):
+    def __init__(self, *args, task: Task, samples: int, alpha: float, frozen_backbone: bool, teacher=None,
+                 guide_rate: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.task, self.samples, self.alpha, self.frozen_backbone = task, samples, alpha, frozen_backbone
         self.teacher = None if teacher is None else teacher.to(self.args.device).eval().requires_grad_(False)
+        self.guide_rate = guide_rate
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.frozen_backbone:
             model.eval()  # no dropout in the frozen backbone: rewards differ only by the sampled actions
         labels = {k: inputs.pop(k) for k in self.task.label_keys}
         K = self.samples
+        guided = K > 1 and self.state.global_step < self.guide_rate * self.state.max_steps
         repeated = {k: v.repeat_interleave(K, dim=0) for k, v in inputs.items()}
-        out = model(**repeated, sample=True, masked=False)
-        task_loss = self.task.losses(out, {k: v.repeat_interleave(K, dim=0) for k, v in labels.items()})
+        repeated_labels = {k: v.repeat_interleave(K, dim=0) for k, v in labels.items()}
+        if guided:  # imitation warm-up: the K-th trajectory of each example is the residual heuristic's
+            actions = residual_actions(model, inputs, labels, self.task)
+            sampled = model(**{k: v.repeat_interleave(K - 1, dim=0) for k, v in inputs.items()}, sample=True,
+                            masked=False)
+            imitated = model(**inputs, keep_actions=actions, masked=False, sample=False)
+            order = torch.cat([torch.arange(len(sampled.kept_fraction)).view(-1, K - 1),
+                               len(sampled.kept_fraction) + torch.arange(len(imitated.kept_fraction))[:, None]], 1).view(-1)
+            out = _merge_outputs(sampled, imitated, order)
+        else:
+            out = model(**repeated, sample=True, masked=False)
+        task_loss = self.task.losses(out, repeated_labels)
         kept = out.kept_fraction.mean(dim=1)
         reward = (-task_loss.detach() - self.alpha * kept).view(-1, K)
         advantage = (reward - reward.mean(dim=1, keepdim=True)).view(-1)
@@ -243,6 +259,73 @@ class ReductionTrainer(Trainer):
         super().log(logs, *args, **kwargs)
 
 
+def _merge_outputs(a, b, order: torch.Tensor):
+    """The rows of two model outputs, concatenated and reordered (tensors with a batch dimension only)."""
+    merged = {}
+    for name, value in a.items():
+        other = getattr(b, name, None)
+        if isinstance(value, torch.Tensor) and isinstance(other, torch.Tensor) and value.dim() >= 1:
+            if value.dim() >= 2 and value.shape[1:] != other.shape[1:]:  # different padding: pad the shorter
+                width = max(value.shape[1], other.shape[1])
+                value, other = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1])) for t in (value, other))
+            merged[name] = torch.cat([value, other])[order.to(value.device)]
+    return type(a)(**merged)
+
+
+def residual_scores(model, inputs: dict, labels: dict, task: Task, depth: float = 0.75):
+    """The residual heuristic: per reduction step, [B, n] scores |grad_{h_m} L . (h_m - h_l)|, with h_l
+    a token's state entering the step's layer l and h_m its state after the first m = ceil(depth * L)
+    layers of the full model (at most L - 1; 5 of 6, 9 of 12): a first-order estimate of how much the
+    task loss changes if the token skipped layers l..m. Returns (scores, states entering each step)."""
+    config = model.config
+    steps = config.reduction_layers
+    layers = model.base_model.encoder.layer
+    # At least one layer after m: the head reads few positions ([CLS]), so the gradient reaches the other
+    # tokens' states only through the layers above h_m.
+    m = max(1, min(len(layers) - 1, max(math.ceil(depth * len(layers)), steps[-1] + 1)))
+    mask = inputs["attention_mask"].bool()
+    entering, captured = {}, {}
+
+    def keep_input(index):
+        def hook(module, args):
+            entering[index] = args[0].detach()
+        return hook
+
+    def leaf_output(module, args, output):
+        captured["h"] = output.detach().requires_grad_(True)
+        return captured["h"]
+
+    handles = [layers[l].register_forward_pre_hook(keep_input(l)) for l in steps]
+    handles.append(layers[m - 1].register_forward_hook(leaf_output))
+    try:
+        with torch.enable_grad():
+            out = model(**inputs, masked=True, sample=False, keep_actions=[mask] * len(steps))
+            (grad,) = torch.autograd.grad(task.losses(out, labels).sum(), captured["h"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    h_m = captured["h"].detach()
+    scores = [(grad * (h_m - entering[layer])).sum(-1).abs() for layer in steps]
+    return scores, [entering[layer] for layer in steps]
+
+
+def residual_actions(model, inputs: dict, labels: dict, task: Task) -> list[torch.Tensor]:
+    """The residual heuristic's keep actions ([B, n] bool per step) for imitation warm-up: each step
+    keeps, among the tokens the previous step kept, the round(sum p) best-scoring ones, p being the
+    step's policy probabilities (as many tokens as the policy keeps on average)."""
+    scores, states = residual_scores(model, inputs, labels, task)
+    actions, kept = [], inputs["attention_mask"].bool()
+    with torch.no_grad():
+        for step, (score, state) in enumerate(zip(scores, states)):
+            score = score.masked_fill(~kept, float("-inf"))
+            p = model.base_model.encoder.policy[step](state).masked_fill(~kept, 0.0)
+            k = torch.round(p.sum(1)).clamp(min=1).long()
+            rank = torch.argsort(torch.argsort(score, dim=1, descending=True), dim=1)
+            kept = kept & (rank < k[:, None])
+            actions.append(kept)
+    return actions
+
+
 def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings, task: Task, teacher: str | None,
                      model_overrides: dict) -> Path:
     out_dir = Path(out_dir)
@@ -258,6 +341,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
         data_collator=Collator(tokenizer), task=task, samples=settings.samples, alpha=settings.alpha,
         frozen_backbone=teacher is None,
         teacher=None if teacher is None else task.auto_class.from_pretrained(teacher),
+        guide_rate=settings.guide_rate if teacher is None else 0.0,  # no warm-up in the joint stage
     )
     out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
     model.requires_grad_(True)
