@@ -62,8 +62,8 @@ class SegmentBaseline(nn.Module):
         logits = torch.cat([self.model(input_ids=ids[s:s + batch_size], attention_mask=mask[s:s + batch_size]).logits
                             for s in range(0, len(ids), batch_size)])
         prob = torch.sigmoid(logits.float()) if self.multi_label else torch.softmax(logits.float(), dim=-1)
-        pooled = prob.new_zeros(input_ids.shape[0], prob.shape[-1]).index_reduce(0, owner, prob, "amax",
-                                                                              include_self=False)
+        pooled = prob.new_zeros(input_ids.shape[0], prob.shape[-1]).scatter_reduce(
+            0, owner[:, None].expand_as(prob), prob, reduce="amax", include_self=False)
         pooled = pooled.clamp(1e-6, 1 - 1e-6)
         return SequenceClassifierOutput(logits=torch.log(pooled) - torch.log1p(-pooled))
 
