@@ -438,8 +438,51 @@ def run_wnut(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- long (documents)
+LONG_DESCRIPTION = """\
+The long-document benchmark on news digests (a set derived from BBC News: several articles joined,
+labelled with the set of topics they contain) of about 1024, 2048 and 4096 tokens. Compares, with
+the BBC News full model: truncation to 512 tokens, the segment baseline (every 512-token segment,
+probabilities max-pooled) and TR-BERT's long-input mode (layer 0 per segment, the kept tokens of
+the whole document together above it), trained here on training digests. Micro F1, FLOPs and
+wall-clock speed-up over the segment baseline.
+
+Needs the fine-tuned BBC News model of `trbert run --preset full` (or --full-model)."""
+
+
+def add_long(subparsers) -> None:
+    p = subparsers.add_parser("long", help="the long-document benchmark: news digests up to 4096 tokens",
+                              description=LONG_DESCRIPTION, formatter_class=_formatter,
+                              epilog="examples:\n  trbert long\n  trbert long --report   # also docs/RESULTS.md")
+    p.add_argument("--full-model", metavar="DIR", default="runs/bbc-full/finetune",
+                   help="the BBC News classifier (default: runs/bbc-full/finetune)")
+    p.add_argument("--run-dir", metavar="DIR", default="runs/long", help="where stages go (default: runs/long)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--report", action="store_true",
+                   help="also write docs/results/long_digests.json and the long section of docs/RESULTS.md")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="torch CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_long)
+
+
+def run_long(args) -> int:
+    import torch
+
+    from . import bench_long
+
+    torch.set_num_threads(args.threads)
+    if args.no_progress:
+        commands.quiet_progress()
+    try:
+        bench_long.run(args.full_model, args.run_dir, seed=args.seed, report=args.report,
+                       progress=not args.no_progress, command=args.command_line)
+    except FileNotFoundError as error:
+        raise commands.CommandError(str(error)) from None
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
-SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed, add_wnut]
+SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed, add_wnut, add_long]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,11 +89,17 @@ def entity_f1(gold: list[list[str]], pred: list[list[str]]) -> float:
 
 def f1_bootstrap(gold, pred_a, pred_b, n_resamples: int = 10000, seed: int = 0) -> tuple[float, float, float]:
     """F1(a) - F1(b) with a 95% interval from resampling sentences (the same ones for both)."""
-    a, b = entity_counts(gold, pred_a), entity_counts(gold, pred_b)
+    return counts_bootstrap(entity_counts(gold, pred_a), entity_counts(gold, pred_b), n_resamples, seed)
+
+
+def counts_bootstrap(a: torch.Tensor, b: torch.Tensor, n_resamples: int = 10000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Micro F1(a) - F1(b) from per-example counts [N, 3] (right, predicted, gold), with a 95% interval
+    from resampling examples (the same ones for both)."""
     gen = torch.Generator().manual_seed(seed)
     diffs = []
     for start in range(0, n_resamples, 500):
-        index = torch.randint(len(gold), (min(500, n_resamples - start), len(gold)), generator=gen)
+        index = torch.randint(len(a), (min(500, n_resamples - start), len(a)), generator=gen)
         diffs.append(_f1(a[index].sum(1)) - _f1(b[index].sum(1)))
     low, high = torch.quantile(torch.cat(diffs), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return float(_f1(a.sum(0)) - _f1(b.sum(0))), low, high

@@ -340,7 +340,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
         data_collator=Collator(tokenizer), task=task, samples=settings.samples, alpha=settings.alpha,
         frozen_backbone=teacher is None,
-        teacher=None if teacher is None else task.auto_class.from_pretrained(teacher),
+        teacher=teacher if teacher is None or isinstance(teacher, torch.nn.Module) else task.auto_class.from_pretrained(teacher),
         guide_rate=settings.guide_rate if teacher is None else 0.0,  # no warm-up in the joint stage
     )
     out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
@@ -359,7 +359,8 @@ def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, ta
 def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings,
                 task: str | Task = "classification", **model_overrides) -> Path:
     """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
-    the model in `teacher` (stage 1's folder, run on each batch) plus the REINFORCE term."""
+    the model in `teacher` (stage 1's folder, or a module such as `trbert.long.SegmentBaseline`, run
+    on each batch) plus the REINFORCE term."""
     return _reduction_stage(source, dataset, out_dir, settings, get_task(task), teacher, model_overrides)
 
 

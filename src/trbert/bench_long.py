@@ -1,0 +1,201 @@
+"""The long-document benchmark: news digests (derived from BBC News: several articles of one split
+joined, labelled with the set of topics they contain) of about 1024, 2048 and 4096 tokens.
+
+Three ways to read a digest with the 512-position MiniLM fine-tuned on BBC News (the full model of
+`trbert run --preset full`):
+* truncation: the full model on the first 512 tokens;
+* the segment baseline: the full model on every 512-token segment, class probabilities max-pooled;
+* TR-BERT's long-input mode: layer 0 on each segment, the policy keeps a few tokens of every
+  segment, and layers 1-5 run on the kept tokens of the whole document together. Trained from the
+  full model on training digests: policy stage, then the joint stage distilling from the segment
+  baseline; a topic is predicted when its sigmoid is at least 0.5.
+Each is scored by micro F1 over the topics; TR-BERT against the segment baseline with a 95% bootstrap
+interval over digests, FLOPs and wall-clock speed-up (timed side by side in the same run).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from . import evaluation, reporting
+from .cost import reduction_cost
+from .data import load_digests
+from .long import SegmentBaseline, micro_f1, multi_hot
+from .modeling import TRBertForSequenceClassification
+from .recipe import MODEL_NAME
+from .tagging import counts_bootstrap
+from .training import StageSettings, stage_done, train_joint, train_policy
+
+
+@dataclass
+class LongPreset:
+    lengths: tuple[int, ...] = (1024, 2048, 4096)
+    train_length: int = 2048
+    n_train: int = 240
+    n_test: int = 60
+    alpha: float = 0.5
+    reduction_layers: list[int] = field(default_factory=lambda: [1, 3])
+    policy: StageSettings = field(default_factory=lambda: StageSettings(
+        epochs=2, learning_rate=3e-3, batch_size=4, samples=4, save_steps=20))
+    joint: StageSettings = field(default_factory=lambda: StageSettings(
+        epochs=1, learning_rate=2e-5, batch_size=4, samples=2, save_steps=20))
+    timing_examples: int = 16
+    batch_sizes: tuple[int, ...] = (1, 8)
+
+
+def _counts(predicted: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    return torch.stack([(predicted & gold).sum(1), predicted.sum(1), gold.sum(1)], dim=1).double()
+
+
+@torch.inference_mode()
+def _predict(model, batches) -> tuple[torch.Tensor, float]:
+    start = time.perf_counter()
+    logits = torch.cat([model(**b).logits.float() for b in batches])
+    return logits, time.perf_counter() - start
+
+
+def _batches(tokenizer, texts, max_length, batch_size):
+    return [tokenizer(texts[s:s + batch_size], truncation=True, max_length=max_length, padding=True,
+                      return_tensors="pt", verbose=False) for s in range(0, len(texts), batch_size)]
+
+
+def train_tr(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) -> Path:
+    train = load_digests(preset.train_length, "train", n=preset.n_train, seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(full_dir)
+    folder = run_dir / f"alpha-{preset.alpha:g}"
+    settings = dict(max_length=preset.train_length, seed=seed, alpha=preset.alpha)
+    if not stage_done(folder / "policy"):
+        from dataclasses import replace
+
+        train_policy(str(full_dir), train, folder / "policy", replace(preset.policy, **settings), task="multi-label",
+                     long_input=True, reduction_layers=preset.reduction_layers, keep_rule="expected",
+                     problem_type="multi_label_classification")
+    if not stage_done(folder / "joint"):
+        from dataclasses import replace
+
+        full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
+        teacher = SegmentBaseline(full, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
+                                  segment_length=full.config.max_position_embeddings)
+        train_joint(str(folder / "policy"), teacher, train, folder / "joint", replace(preset.joint, **settings),
+                    task="multi-label")
+    return folder / "joint"
+
+
+def evaluate(preset: LongPreset, full_dir: Path, tr_dir: Path, progress: bool = True) -> list[dict]:
+    tokenizer = AutoTokenizer.from_pretrained(full_dir)
+    full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
+    limit = full.config.max_position_embeddings
+    baseline = SegmentBaseline(full, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
+                               segment_length=limit)
+    tr = TRBertForSequenceClassification.from_pretrained(tr_dir).eval()
+    names = full.config.id2label
+    records = []
+    for length in preset.lengths:
+        test = load_digests(length, "test", n=preset.n_test)
+        texts = list(test["text"])
+        gold = multi_hot(list(test["labels"]), len(names))
+        common = {"model": MODEL_NAME, "data": f"bbc_digests_{length} (derived)", "split": "test",
+                  "max_length": length, "n_examples": len(texts), "metric": "micro_f1"}
+        batches = _batches(tokenizer, texts, length, max(preset.batch_sizes))
+        lengths = torch.cat([b["attention_mask"].sum(1) for b in batches])
+        seg_logits, _ = _predict(baseline, batches)
+        seg_pred = torch.sigmoid(seg_logits) >= 0.5
+        tr_logits, _ = _predict(tr, batches)
+        tr_pred = torch.sigmoid(tr_logits) >= 0.5
+        trunc_logits, _ = _predict(full, _batches(tokenizer, texts, limit, max(preset.batch_sizes)))
+        trunc_pred = torch.softmax(trunc_logits, -1) >= 0.5
+        seg_counts = _counts(seg_pred, gold)
+        with torch.inference_mode():
+            kept = torch.cat([tr(**b).kept_lengths for b in batches])
+        cost = reduction_cost(tr.config, lengths, kept)
+        seg_macs = cost.full_macs.sum().item()
+        trunc_macs = reduction_cost(full.config, lengths.clamp(max=limit), None).macs.sum().item()
+        rows = [("segment baseline", "512-token segments, max-pooled", seg_pred, 1.0, None),
+                ("truncation", f"first {limit} tokens", trunc_pred, seg_macs / trunc_macs, None),
+                ("tr (long input)", f"alpha={preset.alpha:g}", tr_pred, float(cost.total_speedup),
+                 [round(k, 4) for k in (kept.double() / lengths[:, None]).mean(0).tolist()])]
+        scored = []
+        for method, setting, pred, flops, kept_fraction in rows:
+            diff, low, high = counts_bootstrap(_counts(pred, gold), seg_counts)
+            scored.append({**dict.fromkeys(evaluation.RECORD_FIELDS), **common, "method": method, "setting": setting,
+                           "score": micro_f1(pred, gold), "f1_diff": diff, "ci_low": low, "ci_high": high,
+                           "flops_speedup": round(flops, 4), "kept_fraction": kept_fraction,
+                           "mean_tokens": round(lengths.double().mean().item(), 1)})
+        # Wall clock against the segment baseline, interleaved, on the first digests.
+        timed = texts[: preset.timing_examples]
+        for batch_size in preset.batch_sizes:
+            long_batches = _batches(tokenizer, timed, length, batch_size)
+            short_batches = _batches(tokenizer, timed, limit, batch_size)
+            seg_s, tr_s, tr_ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
+                                                            lambda: _predict(tr, long_batches), repeats=1)
+            _, trunc_s, trunc_ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
+                                                              lambda: _predict(full, short_batches), repeats=1)
+            timing = {"segment baseline": (1.0, seg_s), "truncation": (trunc_ratio, trunc_s),
+                      "tr (long input)": (tr_ratio, tr_s)}
+            for record in scored:
+                ratio, seconds = timing[record["method"]]
+                records.append({**record, "batch_size": batch_size, "wall_speedup": round(ratio, 4),
+                                "latency_ms": round(seconds / len(timed) * 1000, 2), "timed_examples": len(timed)})
+        if progress:
+            print(f"length {length}: done", flush=True)
+    return records
+
+
+def table(records: list[dict]) -> str:
+    head = ("| data | method | setting | batch | mean tokens | micro F1 | diff vs segments (95% CI) | kept per step "
+            "| FLOPs speed-up | wall speed-up |\n|:--|:--|:--|--:|--:|--:|:--|:--|--:|--:|")
+    rows = []
+    for r in records:
+        diff = "" if r["method"] == "segment baseline" else (
+            f"{100 * r['f1_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
+        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
+        rows.append(f"| {r['data']} | {r['method']} | {r['setting']} | {r['batch_size']} | {r['mean_tokens']:.0f} "
+                    f"| {100 * r['score']:.2f} | {diff} | {kept} | {r['flops_speedup']:.2f}x | {r['wall_speedup']:.2f}x |")
+    return "\n".join([head, *rows])
+
+
+def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", seed: int = 0, report: bool = False,
+        progress: bool = True, command: str | None = None, preset: LongPreset | None = None) -> list[dict]:
+    preset = preset or LongPreset()
+    full_dir = Path(full_dir)
+    if not stage_done(full_dir):
+        raise FileNotFoundError(f"{full_dir}: no fine-tuned BBC News model; make it with "
+                                f"`trbert run --preset full` (its finetune stage), or give --full-model")
+    torch.manual_seed(seed)
+    tr_dir = train_tr(preset, full_dir, Path(run_dir), seed)
+    records = evaluate(preset, full_dir, tr_dir, progress)
+    command = command or shlex.join(["trbert", "long"])
+    text = table(records)
+    print(text)
+    outputs = [Path(run_dir) / "results.json"] + ([Path("docs/results/long_digests.json")] if report else [])
+    for path in outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        evaluation.write_results_json(path, "long_digests", command, records)
+    if report:
+        machine = reporting.machine()
+        section = "\n".join([
+            "<!-- long:begin -->",
+            "## Long documents: news digests (derived from BBC News)",
+            "",
+            "News digests: several BBC News test articles joined, labelled with the set of topics they contain "
+            f"(a derived set, {preset.n_test} digests per length; `trbert.data.load_digests`). Micro F1 over the five "
+            "topics; differences to the segment baseline with a 95% bootstrap interval over digests; FLOPs and "
+            "wall-clock speed-up over the segment baseline, timed side by side in the same run on the first "
+            f"{preset.timing_examples} digests of each length. TR-BERT: long-input mode, reduction before layers "
+            f"{preset.reduction_layers}, trained on {preset.n_train} training digests of about {preset.train_length} "
+            "tokens (policy, then joint distilling from the segment baseline).",
+            "",
+            f"- Command: `{command}`",
+            f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+            "",
+            text,
+            "<!-- long:end -->",
+        ])
+        reporting.update_section("docs/RESULTS.md", "long", section)
+    return records
