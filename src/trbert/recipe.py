@@ -71,7 +71,7 @@ PRESETS = {
         policy=StageSettings(epochs=1, learning_rate=3e-3, batch_size=8, samples=8, max_examples=600),
         joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
         alphas=[0.1, 0.2, 0.5, 1.0],
-        layouts={(0, 3): [0.5]},
+        layouts={(0, 3): [0.5, 1.0]},
         truncation=[32, 64, 128, 256],
         timing_examples=96,
     ),
