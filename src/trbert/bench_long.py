@@ -38,7 +38,7 @@ class LongPreset:
     lengths: tuple[int, ...] = (1024, 2048, 4096)
     train_length: int = 2048
     # Sized for 2 CPU cores (about 25 minutes of training): 2048-token documents cost about a second
-    # per sampled trajectory.
+    # per sampled trajectory, and the joint stage also runs the segment baseline as its teacher.
     n_train: int = 120
     n_test: int = 40
     alpha: float = 0.5
@@ -46,7 +46,7 @@ class LongPreset:
     policy: StageSettings = field(default_factory=lambda: StageSettings(
         epochs=1, learning_rate=3e-3, batch_size=2, samples=4, save_steps=20, logging_steps=5))
     joint: StageSettings = field(default_factory=lambda: StageSettings(
-        epochs=1, learning_rate=2e-5, batch_size=2, samples=2, save_steps=20, logging_steps=5))
+        epochs=1, learning_rate=2e-5, batch_size=2, samples=2, max_examples=40, save_steps=10, logging_steps=5))
     timing_examples: int = 12
     batch_sizes: tuple[int, ...] = (1, 8)
 

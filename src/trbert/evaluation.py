@@ -279,17 +279,20 @@ def evaluate_classifier(
         "batch_size": batch_size,
         "max_length": max_length,
     }
-    if timing_repeats > 0:
-        full_s, tr_s, ratio = wall_speedup(
-            lambda: _forward_pass(full_model, batches), lambda: _forward_pass(model, batches), timing_repeats
-        )
-        result.update(
-            wall_speedup=round(ratio, 4),
-            latency_ms=round(tr_s / n * 1000, 3),
-            throughput_per_s=round(n / tr_s, 2),
-            full_latency_ms=round(full_s / n * 1000, 3),
-        )
+    result.update(timed_side_by_side(model, full_model, batches, n, timing_repeats))
     return result
+
+
+def timed_side_by_side(model, full_model, batches: Sequence, n: int, repeats: int) -> dict:
+    """Wall-clock fields of a result: a forward pass over `batches` (n examples) by each model,
+    interleaved, `repeats` times after a warm-up pass each; all None when `repeats` is 0."""
+    if repeats <= 0:
+        return {"wall_speedup": None, "latency_ms": None, "throughput_per_s": None, "full_latency_ms": None}
+    full_s, tr_s, ratio = wall_speedup(
+        lambda: _forward_pass(full_model, batches), lambda: _forward_pass(model, batches), repeats
+    )
+    return {"wall_speedup": round(ratio, 4), "latency_ms": round(tr_s / n * 1000, 3),
+            "throughput_per_s": round(n / tr_s, 2), "full_latency_ms": round(full_s / n * 1000, 3)}
 
 
 def truncation_baseline(

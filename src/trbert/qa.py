@@ -229,7 +229,7 @@ def evaluate_qa(model, full_model, tokenizer, dataset, max_length: int = 384, st
     paired-bootstrap interval over the questions, the tokens kept per step, the FLOPs speed-up and the
     wall-clock speed-up (the two models' forward passes interleaved). `allow_null` (answer "" when
     [CLS] wins): by default, when the data has unanswerable questions (SQuAD 2.0)."""
-    from .evaluation import _forward_pass, kept_fraction, paired_bootstrap, wall_speedup
+    from .evaluation import kept_fraction, paired_bootstrap, timed_side_by_side
 
     gold = [list(a["text"]) for a in dataset["answers"]]
     if allow_null is None:
@@ -247,15 +247,9 @@ def evaluate_qa(model, full_model, tokenizer, dataset, max_length: int = 384, st
         "f1_diff": boot.diff, "ci_low": boot.low, "ci_high": boot.high,
         "kept_fraction": kept_fraction(ours),
         "flops_speedup": round(float(full.macs.sum() / ours.macs.sum()), 4),
-        "wall_speedup": None, "latency_ms": None, "throughput_per_s": None, "full_latency_ms": None,
         "n_examples": len(gold), "n_windows": len(features["input_ids"]), "batch_size": batch_size,
         "max_length": max_length, "allow_null": allow_null,
         "answers": [a.text for a in ours.answers],
     }
-    if timing_repeats > 0:
-        full_s, tr_s, ratio = wall_speedup(lambda: _forward_pass(full_model, batches),
-                                           lambda: _forward_pass(model, batches), timing_repeats)
-        n = len(gold)
-        result.update(wall_speedup=round(ratio, 4), latency_ms=round(tr_s / n * 1000, 3),
-                      throughput_per_s=round(n / tr_s, 2), full_latency_ms=round(full_s / n * 1000, 3))
+    result.update(timed_side_by_side(model, full_model, batches, len(gold), timing_repeats))
     return result

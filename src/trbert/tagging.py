@@ -16,7 +16,7 @@ import torch
 from seqeval.metrics.sequence_labeling import get_entities
 from tqdm.auto import tqdm
 
-from .evaluation import _device, _eval_mode, _forward_pass, _synchronize, kept_fraction, model_macs, wall_speedup
+from .evaluation import _device, _eval_mode, _synchronize, kept_fraction, model_macs, timed_side_by_side
 
 
 @dataclass
@@ -122,14 +122,8 @@ def evaluate_tagger(model, full_model, tokenizer, dataset, max_length: int, batc
         "f1_diff": diff, "ci_low": low, "ci_high": high,
         "kept_fraction": kept_fraction(ours),
         "flops_speedup": round(float(full.macs.sum() / ours.macs.sum()), 4),
-        "wall_speedup": None, "latency_ms": None, "throughput_per_s": None, "full_latency_ms": None,
         "n_examples": len(sentences), "batch_size": batch_size, "max_length": max_length, "tags": ours.tags,
     }
-    if timing_repeats > 0:
-        full_s, tr_s, ratio = wall_speedup(lambda: _forward_pass(full_model, batches),
-                                           lambda: _forward_pass(model, batches), timing_repeats)
-        n = len(sentences)
-        result.update(wall_speedup=round(ratio, 4), latency_ms=round(tr_s / n * 1000, 3),
-                      throughput_per_s=round(n / tr_s, 2), full_latency_ms=round(full_s / n * 1000, 3))
+    result.update(timed_side_by_side(model, full_model, batches, len(sentences), timing_repeats))
     return result
 
