@@ -37,7 +37,7 @@ class TokenPreset:
     exits: StageSettings = field(default_factory=lambda: StageSettings(epochs=3, learning_rate=2e-3, batch_size=16))
     self_sampling: StageSettings = field(default_factory=lambda: StageSettings(
         epochs=2, learning_rate=3e-5, batch_size=16))
-    alphas: list[float] = field(default_factory=lambda: [0.2, 1.0])
+    alphas: list[float] = field(default_factory=lambda: [0.2])
     thresholds: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3])
     exit_window: int = 1
     batch_sizes: tuple[int, ...] = (1, 32)
