@@ -271,10 +271,6 @@ def evaluate_classifier(
     result = {
         **_comparison(predictions, full, labels),
         "kept_fraction": kept_fraction(predictions),
-        "wall_speedup": None,
-        "latency_ms": None,
-        "throughput_per_s": None,
-        "full_latency_ms": None,
         "n_examples": n,
         "batch_size": batch_size,
         "max_length": max_length,
