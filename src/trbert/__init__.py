@@ -13,7 +13,17 @@ from .modeling import (
 )
 from .qa_pipeline import QuestionAnsweringPipeline
 from .qa_pipeline import register as _register_qa_pipeline
-from .strategies import EarlyExitStrategy, FixedFractionStrategy, KeepStrategy, PolicyStrategy, StepProposal, Tokens
+from .strategies import (
+    AttentionTopKStrategy,
+    EarlyExitStrategy,
+    FixedFractionStrategy,
+    KeepStrategy,
+    PolicyStrategy,
+    StepProposal,
+    ThresholdStrategy,
+    Tokens,
+    attention_received,
+)
 
 __version__ = "0.1.0"
 
@@ -24,6 +34,8 @@ __all__ = [
     "Cost",
     "encode",
     "reduction_cost",
+    "attention_received",
+    "AttentionTopKStrategy",
     "EarlyExitStrategy",
     "FixedFractionStrategy",
     "KeepStrategy",
@@ -36,5 +48,6 @@ __all__ = [
     "TRBertForTokenClassification",
     "TRBertModel",
     "TRBertPreTrainedModel",
+    "ThresholdStrategy",
     "Tokens",
 ]

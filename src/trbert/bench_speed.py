@@ -122,7 +122,7 @@ def executed_macs(setting: Setting, plain_config, tr_config, attention_mask, out
         B, n = attention_mask.shape
         return float(reduction_cost(plain_config, torch.full((B,), n), None).macs.sum())
     lengths = attention_mask.sum(1)
-    cost = reduction_cost(tr_config, lengths, output.kept_lengths, policy=setting.strategy.runs_policy)
+    cost = reduction_cost(tr_config, lengths, output.kept_lengths, policy=setting.strategy)
     return float(cost.macs.sum())
 
 

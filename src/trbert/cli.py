@@ -371,7 +371,7 @@ def add_run(subparsers) -> None:
 
     p = subparsers.add_parser("run", help="the main job: the whole recipe on BBC News, with its report",
                               description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=_formatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick or full (default: quick)")
+    p.add_argument("--preset", choices=BENCH_PRESETS, default="quick", help="quick or full (default: quick)")
     p.add_argument("--run-dir", metavar="DIR", help="where stages and reports go (default: runs/bbc-PRESET)")
     p.add_argument("--alphas", type=_non_negative_float, nargs="+", metavar="A",
                    help="length-penalty weights to train (default: the preset's)")
@@ -481,8 +481,56 @@ def run_long(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- bench (every rival)
+BENCH_DESCRIPTION = """\
+Every common way of speeding up the encoder, on BBC News with the embedded all-MiniLM-L6-v2, measured
+in one run on this machine: the full model (transformers, fp32), the same in ONNX Runtime (fp32 and
+int8), PyTorch int8, truncation to the first k tokens, the first k layers (head re-tuned), attention
+top-k selection (training-free and fine-tuned), learned thresholds on attention (LTP), and TR-BERT at
+several alphas, alone and with int8. Accuracy with a 95% paired-bootstrap interval against the full
+model, GFLOPs per article, wall-clock speed-up at batch 1 and 32 (methods interleaved), peak memory;
+a table, a plot of accuracy against wall-clock speed-up, and where TR-BERT wins or loses.
+
+Everything a method needs is trained once into the run folder (shared with `trbert run` for the
+same preset), so a re-run only measures."""
+
+
+BENCH_PRESETS = ("quick", "full")  # trbert.bench.PRESETS (not imported here: it loads torch)
+
+
+def add_bench(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="every rival against TR-BERT on BBC News: the accuracy / speed front",
+                              description=BENCH_DESCRIPTION, formatter_class=_formatter,
+                              epilog="examples:\n  trbert bench                    # quick preset, 128 tokens\n"
+                                     "  trbert bench --preset full --report")
+    p.add_argument("--preset", choices=BENCH_PRESETS, default="quick",
+                   help="quick: 128 tokens, about 20 minutes from nothing; full: 512 tokens, the results page "
+                        "(default: quick)")
+    p.add_argument("--run-dir", metavar="DIR", help="where models go (default: runs/bbc-PRESET, as `trbert run`)")
+    p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0; the data split is fixed)")
+    p.add_argument("--report", action="store_true",
+                   help="also write docs/results/bbc_rivals_PRESET.{json,png} and its section of docs/RESULTS.md")
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_bench)
+
+
+def run_bench(args) -> int:
+    import torch
+
+    from . import bench
+
+    torch.set_num_threads(args.threads)
+    if args.no_progress:
+        commands.quiet_progress()
+    bench.run(args.preset, args.run_dir, backbone=args.backbone, seed=args.seed, threads=args.threads,
+              report=args.report, progress=not args.no_progress, command=args.command_line)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
-SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed, add_wnut, add_long]
+SUBCOMMANDS = [add_run, add_train, add_eval, add_predict, add_speed, add_wnut, add_long, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

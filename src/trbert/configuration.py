@@ -6,7 +6,7 @@ from transformers import BertConfig
 BACKBONES = ("bert", "roberta")
 KEEP_RULES = ("threshold", "expected")
 EXECUTIONS = ("packed", "padded")
-SELECTIONS = ("policy", "early_exit")
+SELECTIONS = ("policy", "early_exit", "attention_topk", "attention_threshold")
 
 
 @strict(accept_kwargs=True)
@@ -37,6 +37,17 @@ class TRBertConfig(BertConfig):
             (token-level early exit for token classification: an internal classifier per step; a token
             leaves when the largest normalised entropy of the predictions in its window falls below
             `exit_threshold`). Early exit defaults to a step before every layer but the first.
+            `"attention_topk"` (PoWER-BERT, Length-Adaptive Transformer: each step keeps a fixed fraction
+            of each example's tokens, those receiving the most attention, `keep_fractions`) or
+            `"attention_threshold"` (Learned Token Pruning: a token goes on when the attention it
+            receives reaches the step's threshold, `score_thresholds`). The attention a token receives
+            is computed with the query and key projections of the layer after the step, averaged over
+            heads and querying tokens (`trbert.strategies.attention_received`: it sums to 1 per example).
+        keep_fractions: `attention_topk`: per reduction step, the fraction of each example's original
+            non-padding tokens kept (at least one token), each in (0, 1].
+        score_thresholds: `attention_threshold`: per reduction step, the least attention a token must
+            receive to go on, each in [0, 1] (0 keeps every token, 1 only [CLS]); see
+            `trbert.ltp.learn_thresholds`.
         exit_threshold: early exit: the uncertainty (entropy / log(num_labels), in [0, 1]) below which a
             token leaves.
         exit_window: early exit: neighbours on each side whose uncertainty also counts (max-pooled).
@@ -66,6 +77,8 @@ class TRBertConfig(BertConfig):
     exit_window: int = 1
     skipped_as_keys: bool = False
     long_input: bool = False
+    keep_fractions: list[float | int] | None = None
+    score_thresholds: list[float | int] | None = None
 
     def __post_init__(self, **kwargs):
         if self.reduction_layers is None and self.selection == "early_exit":
@@ -76,6 +89,7 @@ class TRBertConfig(BertConfig):
             self.reduction_layers = [int(i) for i in self.reduction_layers]
         if self.sep_token_id is None:
             self.sep_token_id = 2 if self.backbone == "roberta" else 102
+        self.validate_selection()  # a plain ValueError, before the strict validation wraps it
         super().__post_init__(**kwargs)
 
     def validate_reduction(self):
@@ -100,12 +114,28 @@ class TRBertConfig(BertConfig):
             raise ValueError(f"backbone={self.backbone!r} must be one of {BACKBONES}")
         if self.execution not in EXECUTIONS:
             raise ValueError(f"execution={self.execution!r} must be one of {EXECUTIONS}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection={self.selection!r} must be one of {SELECTIONS}")
         if not 0.0 <= self.exit_threshold <= 1.0:
             raise ValueError(f"exit_threshold={self.exit_threshold} must lie in [0, 1] (a normalised entropy)")
         if self.exit_window < 0:
             raise ValueError(f"exit_window={self.exit_window} must be at least 0")
+
+    def validate_selection(self):
+        """The per-step values of the attention selections: one per reduction step, each in range."""
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection={self.selection!r} must be one of {SELECTIONS}")
+        steps = len(self.reduction_layers)
+        for name, low_open, needed_by in (("keep_fractions", True, "attention_topk"),
+                                          ("score_thresholds", False, "attention_threshold")):
+            values = getattr(self, name)
+            if values is None:
+                if self.selection == needed_by:
+                    raise ValueError(f"selection={needed_by!r} needs {name}: one value per reduction step ({steps})")
+                continue
+            if len(values) != steps:
+                raise ValueError(f"{name}={values} has {len(values)} values but there are {steps} reduction steps "
+                                 f"(reduction_layers={self.reduction_layers}): give one per step")
+            if any(not (0.0 < v <= 1.0 if low_open else 0.0 <= v <= 1.0) for v in values):
+                raise ValueError(f"{name}={values} must each lie in {'(0, 1]' if low_open else '[0, 1]'}")
 
     @property
     def num_reduction_steps(self) -> int:

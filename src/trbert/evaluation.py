@@ -99,8 +99,9 @@ def _synchronize(device: torch.device) -> None:
 def model_macs(model, lengths: torch.Tensor, kept_lengths: torch.Tensor | None) -> torch.Tensor:
     """[N] multiply-adds a model executed on examples of the given lengths (see `trbert.cost`)."""
     # A plain model (no kept_lengths) runs every layer on every real token: reduction_cost's full cost.
-    policy = kept_lengths is not None and model.base_model.encoder.strategy.runs_policy
-    return reduction_cost(model.config, lengths, kept_lengths, policy=policy).macs
+    # Otherwise the model's current strategy says what its selection cost.
+    strategy = False if kept_lengths is None else model.base_model.encoder.strategy
+    return reduction_cost(model.config, lengths, kept_lengths, policy=strategy).macs
 
 
 def predict_encoded(model, batches: Iterable, total: int | None = None, progress: bool = False) -> Predictions:

@@ -23,7 +23,15 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
 
-from .strategies import EarlyExitStrategy, KeepPolicy, KeepStrategy, PolicyStrategy, Tokens
+from .strategies import (
+    AttentionTopKStrategy,
+    EarlyExitStrategy,
+    KeepPolicy,
+    KeepStrategy,
+    PolicyStrategy,
+    ThresholdStrategy,
+    Tokens,
+)
 
 _EPS = 1e-6
 
@@ -45,13 +53,17 @@ class TRBertEncoder(nn.Module):
         self.config = config
         self.layer = nn.ModuleList([BertLayer(config, layer_idx=i) for i in range(config.num_hidden_layers)])
         steps = config.reduction_layers
-        early_exit = config.selection == "early_exit"
-        # What decides at each step: a keep policy (TR-BERT) or an internal classifier (early exit).
-        self.policy = nn.ModuleList(
-            [] if early_exit else [KeepPolicy(config.hidden_size, config.policy_hidden_size) for _ in steps]
-        )
-        self.exits = nn.ModuleList([nn.Linear(config.hidden_size, config.num_labels) for _ in steps] if early_exit else [])
-        self.strategy: KeepStrategy = EarlyExitStrategy() if early_exit else PolicyStrategy()
+        selection = config.selection
+        # What decides at each step: a keep policy (TR-BERT), an internal classifier (early exit), or the
+        # attention a token receives in the layer after the step (no modules of its own).
+        policy = [KeepPolicy(config.hidden_size, config.policy_hidden_size) for _ in steps] if selection == "policy" else []
+        self.policy = nn.ModuleList(policy)
+        exits = [nn.Linear(config.hidden_size, config.num_labels) for _ in steps] if selection == "early_exit" else []
+        self.exits = nn.ModuleList(exits)
+        strategies = {"policy": PolicyStrategy, "early_exit": EarlyExitStrategy,
+                      "attention_topk": lambda: AttentionTopKStrategy(self.layer),
+                      "attention_threshold": lambda: ThresholdStrategy(self.layer)}
+        self.strategy: KeepStrategy = strategies[selection]()
 
     # ------------------------------------------------------------------ selection
     def _forced(self, tokens: Tokens, input_ids: torch.Tensor | None) -> torch.Tensor:
@@ -72,16 +84,18 @@ class TRBertEncoder(nn.Module):
     def _select(self, step, tokens, input_ids, action, sample):
         """Keep decisions [T] and their log-probabilities per example [B] (or None) at one step."""
         config = self.config
-        module = self.exits[step] if config.selection == "early_exit" else self.policy[step]
-        proposal = self.strategy.propose(step, tokens, module, config)
+        modules = self.exits if config.selection == "early_exit" else self.policy
+        proposal = self.strategy.propose(step, tokens, modules[step] if step < len(modules) else None, config)
         forced = self._forced(tokens, input_ids)
         log_prob = None
+        if sample and action is None and proposal.prob is None:
+            if not self.training:
+                raise ValueError(f"{type(self.strategy).__name__} has no keep probabilities to sample from")
+            sample = False  # a rule: in training mode (where sampling is the default) it applies as it is
         if action is not None or sample:
             if action is not None:
                 keep = action[tokens.example, tokens.position].bool()
             else:
-                if proposal.prob is None:
-                    raise ValueError(f"{type(self.strategy).__name__} has no keep probabilities to sample from")
                 keep = torch.bernoulli(proposal.prob.detach()).bool()
             keep = keep | forced
             if proposal.prob is not None:
