@@ -36,9 +36,9 @@ def captured_steps(model, ids, mask, **kwargs):
     original = encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
-        keep, lp = original(step, tokens, input_ids, action, sample)
+        keep, *rest = original(step, tokens, input_ids, action, sample)
         seen.append((tokens, keep))
-        return keep, lp
+        return (keep, *rest)
 
     encoder._select = spy
     try:

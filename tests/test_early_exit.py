@@ -97,6 +97,29 @@ def test_tokens_leave_and_keep_their_last_state(as_keys):
         torch.testing.assert_close(alone.logits[0], out.logits[b, :n], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_token_that_left_is_labelled_by_the_classifier_where_it_left(masked):
+    model = early_exit()
+    ids, mask = tiny_batch(LENGTHS)
+    actions = decisions(model, ids, mask)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, keep_actions=actions, masked=masked)
+        states = model.bert(input_ids=ids, attention_mask=mask, keep_actions=actions, masked=True,
+                            step_states=True).step_states
+        final = model.classifier(model.bert(input_ids=ids, attention_mask=mask, keep_actions=actions,
+                                            masked=True).last_hidden_state)
+    present = mask.bool()
+    checked = 0
+    for step, head in enumerate(model.bert.encoder.exits):
+        leaving = present & ~actions[step]  # present before the step, gone after it
+        with torch.no_grad():
+            torch.testing.assert_close(out.logits[leaving], head(states[step])[leaving], atol=1e-5, rtol=0)
+        checked += int(leaving.sum())
+        present = present & actions[step]
+    assert checked > 0 and present.any()
+    torch.testing.assert_close(out.logits[present], final[present], atol=1e-5, rtol=0)  # went through: final head
+
+
 def test_skipped_tokens_as_keys_removal_equals_masking_and_changes_the_result():
     ids, mask = tiny_batch(LENGTHS)
     model = early_exit(skipped_as_keys=True)

@@ -212,11 +212,11 @@ def decisions(model, batch):
     original = encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
-        keep, log_prob = original(step, tokens, input_ids, action, sample)
+        keep, *rest = original(step, tokens, input_ids, action, sample)
         kept = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
         kept[tokens.example[keep], tokens.position[keep]] = True
         captured.append(kept)
-        return keep, log_prob
+        return (keep, *rest)
 
     encoder._select = spy
     try:

@@ -31,11 +31,11 @@ def decisions(model, ids, mask):
     original = encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
-        keep, lp = original(step, tokens, input_ids, action, sample)
+        keep, *rest = original(step, tokens, input_ids, action, sample)
         a = torch.zeros_like(mask, dtype=torch.bool)
         a[tokens.example[keep], tokens.position[keep]] = True
         captured.append(a)
-        return keep, lp
+        return (keep, *rest)
 
     encoder._select = spy
     try:
@@ -163,9 +163,9 @@ def test_budget_keeps_highest_probabilities():
     original = encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
-        keep, lp = original(step, tokens, input_ids, action, sample)
+        keep, *rest = original(step, tokens, input_ids, action, sample)
         probs["p"], probs["keep"] = encoder.policy[step](tokens.hidden), keep
-        return keep, lp
+        return (keep, *rest)
 
     encoder._select = spy
     with torch.no_grad():
@@ -242,11 +242,11 @@ def test_expected_keep_rule_keeps_round_sum_of_probabilities():
     original = encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
-        keep, lp = original(step, tokens, input_ids, action, sample)
+        keep, *rest = original(step, tokens, input_ids, action, sample)
         p = encoder.policy[step](tokens.hidden)
         seen["expected"] = torch.zeros(len(LENGTHS)).index_add(0, tokens.example, p)
         seen["keep"], seen["p"], seen["example"] = keep, p, tokens.example
-        return keep, lp
+        return (keep, *rest)
 
     encoder._select = spy
     with torch.no_grad():

@@ -37,8 +37,8 @@ class TokenPreset:
     exits: StageSettings = field(default_factory=lambda: StageSettings(epochs=3, learning_rate=2e-3, batch_size=16))
     self_sampling: StageSettings = field(default_factory=lambda: StageSettings(
         epochs=2, learning_rate=3e-5, batch_size=16))
-    alphas: list[float] = field(default_factory=lambda: [0.2])
-    thresholds: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3])
+    alphas: list[float] = field(default_factory=lambda: [0.2, 2.0])
+    thresholds: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2])
     exit_window: int = 1
     batch_sizes: tuple[int, ...] = (1, 32)
 
@@ -72,7 +72,7 @@ def train_models(preset: TokenPreset, run_dir: Path, backbone: str, seed: int = 
     if not stage_done(run_dir / "self-sampling"):
         train_exits(str(run_dir / "exits"), train, run_dir / "self-sampling",
                     _settings(preset.self_sampling, preset, seed), self_sampling=True)
-    return {"full": full, "tr": tr, "early_exit": run_dir / "self-sampling"}
+    return {"full": full, "tr": tr, "early_exit": run_dir / "exits", "self_sampling": run_dir / "self-sampling"}
 
 
 def evaluate_models(preset: TokenPreset, folders: dict, progress: bool = True) -> list[dict]:
@@ -82,12 +82,14 @@ def evaluate_models(preset: TokenPreset, folders: dict, progress: bool = True) -
     common = {"model": MODEL_NAME, "data": "wnut16", "split": "test", "max_length": preset.max_length}
     candidates = [("tr", f"alpha={alpha:g}", lambda f=folder: TRBertForTokenClassification.from_pretrained(f))
                   for alpha, folder in folders["tr"].items()]
-    for as_keys in (False, True):
-        method = "early exit (skipped as keys)" if as_keys else "early exit"
+    # Early exit with the internal classifiers alone (backbone frozen), in both variants; and after the
+    # self-sampling fine-tuning, tokens that left removed.
+    variants = [("early exit", "early_exit", False), ("early exit (skipped as keys)", "early_exit", True),
+                ("early exit + self-sampling", "self_sampling", False)]
+    for method, folder, as_keys in variants:
         for threshold in preset.thresholds:
-            candidates.append((method, f"threshold={threshold:g}", lambda t=threshold, k=as_keys: (
-                TRBertForTokenClassification.from_pretrained(folders["early_exit"], exit_threshold=t,
-                                                             skipped_as_keys=k))))
+            candidates.append((method, f"threshold={threshold:g}", lambda t=threshold, k=as_keys, f=folders[folder]: (
+                TRBertForTokenClassification.from_pretrained(f, exit_threshold=t, skipped_as_keys=k))))
     records = []
     for batch_size in preset.batch_sizes:
         first = True
@@ -155,9 +157,10 @@ def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, 
             "difference to the full model with a 95% bootstrap interval over sentences (10,000 resamples); FLOPs "
             "speed-up from the multiply-adds executed; wall-clock speed-up timed side by side with the full model in "
             "the same run, at each batch size. TR: reduction before layers 1 and 3, skipped tokens restored for the "
-            f"tagger. Early exit: an internal classifier before each of layers 1-5, window {preset.exit_window} on "
-            "each side, after self-sampling fine-tuning; 'skipped as keys' is the original method (tokens that left "
-            "still serve as keys and values), the other removes them outright.",
+            f"tagger. Early exit: an internal classifier before each of layers 1-5 (trained with the rest frozen), "
+            f"window {preset.exit_window} on each side; a token that leaves is labelled by the classifier where it "
+            "left; 'skipped as keys' is the original method (tokens that left still serve as keys and values), the "
+            "other removes them outright; '+ self-sampling': after the self-sampling fine-tuning of every parameter.",
             "",
             f"- Command: `{command}`",
             f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",

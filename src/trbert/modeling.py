@@ -41,6 +41,8 @@ class TRBertModelOutput(BaseModelOutputWithPooling):
     kept_fraction: torch.Tensor | None = None
     keep_log_prob: torch.Tensor | None = None
     step_states: list[torch.Tensor] | None = None  # masked mode, when asked: [B, n, d] entering each step
+    exit_predictions: torch.Tensor | None = None  # early exit: [B, n, C] the prediction where each token left
+    exited: torch.Tensor | None = None  # early exit: [B, n] the tokens that left before the last layer
 
 
 @dataclass
@@ -262,6 +264,8 @@ class TRBertModel(TRBertPreTrainedModel):
             kept_fraction=result.kept_fraction,
             keep_log_prob=result.keep_log_prob,
             step_states=result.step_states,
+            exit_predictions=result.exit_predictions,
+            exited=result.exited,
         )
 
 
@@ -356,6 +360,8 @@ class TRBertForTokenClassification(TRBertPreTrainedModel):
                             restore=True, masked=masked, sample=sample, keep_actions=keep_actions,
                             step_states=exit_logits)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        if outputs.exited is not None:  # early exit: a token that left is labelled where it left
+            logits = torch.where(outputs.exited[..., None], outputs.exit_predictions.to(logits.dtype), logits)
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))

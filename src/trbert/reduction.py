@@ -43,6 +43,10 @@ class EncoderResult:
     kept_fraction: torch.Tensor  # [B, steps] kept / original non-padding length
     keep_log_prob: torch.Tensor | None  # [B] log-probability of the sampled or given actions
     step_states: list[torch.Tensor] | None = None  # masked mode: [B, n, d] entering each step (when asked)
+    # Strategies that predict each token's output (early exit), with restore: [B, n, C] the prediction
+    # of the step where each token left, and [B, n] which tokens left.
+    exit_predictions: torch.Tensor | None = None
+    exited: torch.Tensor | None = None
 
 
 class TRBertEncoder(nn.Module):
@@ -82,7 +86,8 @@ class TRBertEncoder(nn.Module):
         return forced
 
     def _select(self, step, tokens, input_ids, action, sample):
-        """Keep decisions [T] and their log-probabilities per example [B] (or None) at one step."""
+        """Keep decisions [T], their log-probabilities per example [B] (or None) and the strategy's
+        prediction per token [T, C] (or None) at one step."""
         config = self.config
         modules = self.exits if config.selection == "early_exit" else self.policy
         proposal = self.strategy.propose(step, tokens, modules[step] if step < len(modules) else None, config)
@@ -103,7 +108,7 @@ class TRBertEncoder(nn.Module):
                 token_lp = torch.where(keep, p.log(), (1 - p).log()).masked_fill(forced, 0.0)
                 log_prob = torch.zeros(len(tokens.present), dtype=token_lp.dtype, device=token_lp.device)
                 log_prob = log_prob.index_add(0, tokens.example, token_lp)
-            return keep, log_prob
+            return keep, log_prob, proposal.prediction
         # Deterministic decisions: the proposal, always-kept tokens, then the per-example budget.
         keep = proposal.keep | forced
         budget = torch.floor(tokens.length * config.max_keep_ratio + 1e-6).long()
@@ -114,15 +119,15 @@ class TRBertEncoder(nn.Module):
             big = torch.finfo(proposal.score.dtype).max
             key = torch.where(forced, big, torch.where(keep, proposal.score.clamp(-1e30, 1e30), -big))
             keep = (keep & (_rank_within_example(key, tokens) < budget[tokens.example])) | forced
-        return keep, log_prob
+        return keep, log_prob, proposal.prediction
 
     def _step(self, step, tokens, input_ids, keep_actions, sample, log_prob):
         """One reduction step's decisions, with the log-probabilities summed over the steps so far."""
         action = keep_actions[step] if keep_actions is not None else None
-        keep, step_log_prob = self._select(step, tokens, input_ids, action, sample)
+        keep, step_log_prob, prediction = self._select(step, tokens, input_ids, action, sample)
         if step_log_prob is not None:
             log_prob = step_log_prob if log_prob is None else log_prob + step_log_prob
-        return keep, log_prob
+        return keep, log_prob, prediction
 
     # ------------------------------------------------------------------ layers
     def _attention(self, layer: BertLayer, q, k, v, present: list[int], attended: list[int] | None = None):
@@ -214,7 +219,7 @@ class TRBertEncoder(nn.Module):
         out = hidden.clone() if restore else None  # padding keeps its embedding output
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
-        log_prob = None
+        log_prob, exits = None, None
         as_keys = self.config.skipped_as_keys
         skipped_h, skipped_example, memory = h[:0], example[:0], None
         segments = None  # tokens per segment, in packed order, while attention stays within segments
@@ -225,10 +230,11 @@ class TRBertEncoder(nn.Module):
             if i in steps:
                 step = steps.index(i)
                 tokens = Tokens(h, example, position, rank, counts, length)
-                keep, log_prob = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
+                keep, log_prob, prediction = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
                 skip = ~keep
                 if restore:
                     out[example[skip], position[skip]] = h[skip]
+                    exits = _record_exits(exits, prediction, example[skip], position[skip], skip, (B, n))
                 if as_keys:
                     skipped_h = torch.cat([skipped_h, h[skip]])
                     skipped_example = torch.cat([skipped_example, example[skip]])
@@ -252,7 +258,7 @@ class TRBertEncoder(nn.Module):
         else:
             out = h.new_zeros(B, max(present), d)
             out[example, rank] = h
-        return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob)
+        return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob, None, *(exits or (None, None)))
 
     def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions, step_states=False):
         B, n, _ = hidden.shape
@@ -261,7 +267,7 @@ class TRBertEncoder(nn.Module):
         h = hidden
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
-        log_prob = None
+        log_prob, exits = None, None
         states = [] if step_states else None
         for i, layer in enumerate(self.layer):
             if i in steps:
@@ -272,14 +278,29 @@ class TRBertEncoder(nn.Module):
                 present_count = present.sum(1)
                 tokens = Tokens(h[example, position], example, position, _ranks(example, present_count),
                                 present_count, length)
-                keep, log_prob = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
+                keep, log_prob, prediction = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
+                exits = _record_exits(exits, prediction, example[~keep], position[~keep], ~keep, (B, n))
                 present = torch.zeros_like(present)
                 present[example[keep], position[keep]] = True
                 kept[:, step] = present.sum(1)
             keys = mask if self.config.skipped_as_keys else present
             attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=keys.long())
             h = torch.where(present[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
-        return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states)
+        return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states, *(exits or (None, None)))
+
+
+def _record_exits(exits, prediction, example, position, leaving, shape):
+    """Write the strategy's prediction for the tokens leaving at a step (`leaving`: [T] bool, at `example`,
+    `position`) into (outputs [B, n, C], exited [B, n]), made on first use; nothing when it predicts none."""
+    if prediction is None:
+        return exits
+    if exits is None:
+        exits = (prediction.new_zeros(*shape, prediction.shape[-1]),
+                 torch.zeros(shape, dtype=torch.bool, device=prediction.device))
+    outputs, exited = exits
+    outputs[example, position] = prediction[leaving].to(outputs.dtype)
+    exited[example, position] = True
+    return exits
 
 
 def _ranks(example: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,8 @@ class StepProposal:
     score: torch.Tensor  # [T] float: ranks tokens when a budget cuts (higher stays)
     prob: torch.Tensor | None = None  # [T] keep probabilities of a stochastic policy (for sampling, log-probs)
     budget: torch.Tensor | None = None  # [B] at most this many tokens per example
+    prediction: torch.Tensor | None = None  # [T, C] the strategy's own output for each token (early exit's
+    # internal classifier): a token that leaves at this step takes it as its final output
 
 
 class KeepStrategy:
@@ -122,17 +124,20 @@ class EarlyExitStrategy(KeepStrategy):
     """Token-level early exit (for token classification): the step's internal classifier predicts each
     present token's label; its uncertainty is the entropy of that prediction over log(num_labels). A
     token leaves when the largest uncertainty within `config.exit_window` neighbours on each side (by
-    original position, among the tokens still present) is below `config.exit_threshold`."""
+    original position, among the tokens still present) is below `config.exit_threshold`, and its label
+    is that classifier's prediction."""
 
     runs_policy = True  # the internal classifiers run at every step
 
     def propose(self, step, tokens, classifier, config):
         if classifier is None:
             raise ValueError("the model has no early-exit classifiers: EarlyExitStrategy needs selection='early_exit'")
-        p = classifier(tokens.hidden).float().softmax(-1)
+        logits = classifier(tokens.hidden)
+        p = logits.float().softmax(-1)
         uncertainty = -(p * p.clamp_min(1e-12).log()).sum(-1) / math.log(p.shape[-1])
         pooled = window_max(uncertainty, tokens, config.exit_window)
-        return StepProposal(keep=pooled >= config.exit_threshold, score=pooled)
+        # A token that leaves is labelled by the classifier whose confidence let it leave.
+        return StepProposal(keep=pooled >= config.exit_threshold, score=pooled, prediction=logits)
 
     def selection_macs(self, config, n):
         return policy_macs(config, n)
