@@ -21,7 +21,8 @@ def test_long_benchmark_pipeline(tmp_path):
     short = StageSettings(epochs=1, learning_rate=1e-3, batch_size=4, samples=2, save_steps=1000,
                           extra={"disable_tqdm": True})
     preset = replace(bench_long.LongPreset(), lengths=(100, 200), train_length=128, n_train=8, n_test=6,
-                     reduction_layers=[1, 2], policy=short, joint=short, timing_examples=4, batch_sizes=(1, 4))
+                     reduction_layers=[1, 2], policy=short, joint=short, head_examples=12, dev_examples=6,
+                     timing_examples=4, batch_sizes=(1, 4))
     records = bench_long.run(str(full), str(tmp_path / "long"), preset=preset, progress=False)
     assert [(r["max_length"], r["batch_size"], r["method"]) for r in records] == [
         (n, b, m) for n in (100, 200) for b in (1, 4) for m in ("segment baseline", "truncation", "tr (long input)")]
@@ -31,3 +32,9 @@ def test_long_benchmark_pipeline(tmp_path):
     tr = [r for r in records if r["method"] == "tr (long input)"]
     assert all(r["flops_speedup"] > 1.0 and len(r["kept_fraction"]) == 2 for r in tr)
     assert (tmp_path / "long" / "results.json").is_file() and "segment baseline" in bench_long.table(records)
+    # The head stage may change only the pooler and classifier of the joint model.
+    joint = bench_long.TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "alpha-0.5" / "joint")
+    head = bench_long.TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "alpha-0.5" / "head")
+    for (name, a), b in zip(joint.named_parameters(), head.parameters()):
+        if not (name.startswith("classifier") or ".pooler." in name):
+            assert torch.equal(a, b), name

@@ -41,7 +41,7 @@ from . import data as data_module
 from . import evaluation, recipe, reporting
 from .evaluation import Predictions
 from .modeling import TRBertForSequenceClassification
-from .training import StageSettings, finetune, save_atomically, stage_done
+from .training import StageSettings, finetune, fit_head, save_atomically, stage_done
 
 BENCHMARK = "bbc_rivals"
 TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
@@ -126,36 +126,16 @@ def fewer_layers(full_dir: Path, k: int, train, validation, max_length: int, out
     def cls_states(dataset):
         states = []
         batches = evaluation.encoded_batches(tokenizer, list(dataset["text"]), max_length, 32)
-        with torch.inference_mode():
+        with torch.no_grad():  # (not inference mode: the head trains on these states)
             for batch in tqdm(batches, total=-(-len(dataset) // 32), desc=f"layers {k}: states", disable=not progress):
-                states.append(model.bert(**batch).last_hidden_state[:, :1].clone())
+                states.append(model.bert(**batch).last_hidden_state[:, :1])
         return torch.cat(states), torch.tensor(dataset["label"])
 
-    (x, y), (x_dev, y_dev) = cls_states(train), cls_states(validation)
+    model.requires_grad_(False)
     head = torch.nn.ModuleDict({"pooler": model.bert.pooler, "classifier": model.classifier})
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in head.parameters():
-        p.requires_grad_(True)
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
-
-    def logits(states):
-        return model.classifier(model.bert.pooler(states))
-
-    best = (-1.0, None)
-    for step in range(steps + 1):
-        if step % 20 == 0:
-            with torch.no_grad():
-                acc = (logits(x_dev).argmax(-1) == y_dev).double().mean().item()
-            if acc > best[0]:
-                best = (acc, {k_: v.clone() for k_, v in head.state_dict().items()})
-        if step == steps:
-            break
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(logits(x), y).backward()
-        optimizer.step()
-    head.load_state_dict(best[1])
+    fit_head(head, lambda states: model.classifier(model.bert.pooler(states)), cls_states(train),
+             cls_states(validation), steps=steps, lr=lr, seed=seed)
+    model.requires_grad_(True)
     return save_atomically(model, tokenizer, out)
 
 

@@ -30,7 +30,7 @@ from .long import SegmentBaseline, micro_f1, multi_hot
 from .modeling import TRBertForSequenceClassification
 from .recipe import MODEL_NAME
 from .tagging import counts_bootstrap
-from .training import StageSettings, stage_done, train_joint, train_policy
+from .training import StageSettings, fit_head, save_atomically, stage_done, train_joint, train_policy
 
 
 @dataclass
@@ -47,6 +47,10 @@ class LongPreset:
         epochs=1, learning_rate=3e-3, batch_size=2, samples=4, save_steps=20, logging_steps=5))
     joint: StageSettings = field(default_factory=lambda: StageSettings(
         epochs=1, learning_rate=2e-5, batch_size=2, samples=2, max_examples=40, save_steps=10, logging_steps=5))
+    # The head re-tuned for multi-label topics on the states of the trained model (cheap: one forward
+    # pass per digest): training digests, and validation digests to pick the step.
+    head_examples: int = 400
+    dev_examples: int = 60
     timing_examples: int = 12
     batch_sizes: tuple[int, ...] = (1, 8)
 
@@ -86,7 +90,32 @@ def train_tr(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) -
                                   segment_length=full.config.max_position_embeddings)
         train_joint(str(folder / "policy"), teacher, train, folder / "joint", replace(preset.joint, **settings),
                     task="multi-label")
-    return folder / "joint"
+    if not stage_done(folder / "head"):
+        retune_head(folder / "joint", folder / "head", preset, seed)
+    return folder / "head"
+
+
+def retune_head(source: Path, out: Path, preset: LongPreset, seed: int = 0) -> Path:
+    """The pooler and classifier of the TR long model re-tuned for multi-label topics on the [CLS] state its
+    frozen layers and policies give (after attending to the kept tokens of the whole digest): states
+    computed once on training digests, the step with the best micro F1 on validation digests kept."""
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = TRBertForSequenceClassification.from_pretrained(source).eval()
+
+    def states(split: str, n: int):
+        digests = load_digests(preset.train_length, split, n=n, seed=seed)
+        rows = []
+        with torch.no_grad():  # (not inference mode: the head trains on these states)
+            for batch in _batches(tokenizer, list(digests["text"]), preset.train_length, 4):
+                rows.append(model.bert(**batch, restore=False).last_hidden_state[:, :1])
+        return torch.cat(rows), multi_hot(list(digests["labels"]), model.config.num_labels)
+
+    model.requires_grad_(False)
+    head = torch.nn.ModuleDict({"pooler": model.bert.pooler, "classifier": model.classifier})
+    fit_head(head, lambda s: model.classifier(model.bert.pooler(s)), states("train", preset.head_examples),
+             states("validation", preset.dev_examples), multi_label=True, seed=seed)
+    model.requires_grad_(True)
+    return save_atomically(model, tokenizer, out)
 
 
 def evaluate(preset: LongPreset, full_dir: Path, tr_dir: Path, progress: bool = True) -> list[dict]:

@@ -364,6 +364,43 @@ def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: Stag
     return _reduction_stage(source, dataset, out_dir, settings, get_task(task), teacher, model_overrides)
 
 
+# ---------------------------------------------------------------------------- re-tuning a head on fixed states
+def fit_head(head: torch.nn.Module, logits_of, train: tuple, dev: tuple, multi_label: bool = False,
+             steps: int = 400, lr: float = 1e-3, seed: int = 0) -> float:
+    """Train `head`'s parameters on fixed input states (what the frozen layers below it give, computed
+    once): full-batch AdamW on `train` = (states, targets), `logits_of(states)` running the head. The
+    parameters of the step with the best score on `dev` are kept: accuracy, or micro F1 of sigmoid >= 0.5
+    for `multi_label` (targets multi-hot). Returns that score."""
+    from .long import micro_f1
+
+    (x, y), (x_dev, y_dev) = train, dev
+    loss_fn = (lambda z, t: F.binary_cross_entropy_with_logits(z, t.float())) if multi_label else F.cross_entropy
+
+    def score() -> float:
+        with torch.no_grad():
+            z = logits_of(x_dev)
+        if multi_label:
+            return micro_f1(z.sigmoid() >= 0.5, y_dev.bool())
+        return (z.argmax(-1) == y_dev).double().mean().item()
+
+    head.requires_grad_(True)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    best = (-1.0, None)
+    for step in range(steps + 1):
+        if step % 20 == 0 or step == steps:
+            value = score()
+            if value > best[0]:
+                best = (value, {k: v.detach().clone() for k, v in head.state_dict().items()})
+        if step == steps:
+            break
+        optimizer.zero_grad()
+        loss_fn(logits_of(x), y).backward()
+        optimizer.step()
+    head.load_state_dict(best[1])
+    return best[0]
+
+
 # ---------------------------------------------------------------------------- early exit (token classification)
 class ExitTrainer(Trainer):
     """Trains the early-exit classifiers: each step's internal classifier learns the token labels.
