@@ -10,20 +10,10 @@ from transformers import BertConfig, BertForSequenceClassification
 
 import trbert
 from conftest import TINY, tiny_batch, tiny_config
+from test_reduction import spread_policy
 from trbert.quantize import OnnxClassifier, export_onnx, quantize_int8, quantize_onnx_int8
 
 LENGTHS = [20, 13, 7, 30]
-
-
-def spread_policy(model, seed=1):
-    """Policy weights that keep some tokens and skip others (an untrained policy keeps all)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for policy in model.base_model.encoder.policy:
-            for p in policy.parameters():
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
-            policy.out.bias.zero_()
-    return model
 
 
 def plain_classifier(num_labels=3):

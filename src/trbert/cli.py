@@ -366,32 +366,41 @@ examples:
   trbert run --alphas 0.5 1 2 --run-dir runs/sweep"""
 
 
+def _add_job_options(p, report: str, backbone: bool = True, seed: str = "training seed (default: 0; the data split is fixed)") -> None:
+    """The options every benchmark job shares."""
+    if backbone:
+        p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
+    p.add_argument("--seed", type=int, default=0, help=seed)
+    p.add_argument("--report", action="store_true", help=report)
+    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _start_job(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.no_progress:
+        commands.quiet_progress()
+
+
 def add_run(subparsers) -> None:
     from .recipe import PRESETS
 
     p = subparsers.add_parser("run", help="the main job: the whole recipe on BBC News, with its report",
                               description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=_formatter)
-    p.add_argument("--preset", choices=BENCH_PRESETS, default="quick", help="quick or full (default: quick)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick or full (default: quick)")
     p.add_argument("--run-dir", metavar="DIR", help="where stages and reports go (default: runs/bbc-PRESET)")
     p.add_argument("--alphas", type=_non_negative_float, nargs="+", metavar="A",
                    help="length-penalty weights to train (default: the preset's)")
-    p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0; the data split is fixed)")
-    p.add_argument("--report", action="store_true",
-                   help="also write docs/results/bbc_tr_PRESET.{json,png} and the preset's section of docs/RESULTS.md")
-    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="torch CPU threads (default: 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_job_options(p, "also write docs/results/bbc_tr_PRESET.{json,png} and the preset's section of docs/RESULTS.md")
     p.set_defaults(handler=run_recipe)
 
 
 def run_recipe(args) -> int:
-    import torch
-
     from . import recipe
 
-    torch.set_num_threads(args.threads)
-    if args.no_progress:
-        commands.quiet_progress()
+    _start_job(args)
     recipe.run(args.preset, run_dir=args.run_dir, backbone=args.backbone, alphas=args.alphas, seed=args.seed,
                report_dir="docs/results" if args.report else None,
                results_md="docs/RESULTS.md" if args.report else None,
@@ -416,23 +425,14 @@ def add_wnut(subparsers) -> None:
                               description=WNUT_DESCRIPTION, formatter_class=_formatter,
                               epilog="examples:\n  trbert wnut\n  trbert wnut --report   # also docs/RESULTS.md")
     p.add_argument("--run-dir", metavar="DIR", default="runs/wnut", help="where stages go (default: runs/wnut)")
-    p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0; the data split is fixed)")
-    p.add_argument("--report", action="store_true",
-                   help="also write docs/results/wnut_tokens.{json,png} and the wnut section of docs/RESULTS.md")
-    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="torch CPU threads (default: 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_job_options(p, "also write docs/results/wnut_tokens.{json,png} and the wnut section of docs/RESULTS.md")
     p.set_defaults(handler=run_wnut)
 
 
 def run_wnut(args) -> int:
-    import torch
-
     from . import bench_tokens
 
-    torch.set_num_threads(args.threads)
-    if args.no_progress:
-        commands.quiet_progress()
+    _start_job(args)
     bench_tokens.run(args.run_dir, backbone=args.backbone, seed=args.seed, report=args.report,
                      progress=not args.no_progress, command=args.command_line)
     return 0
@@ -457,22 +457,15 @@ def add_long(subparsers) -> None:
     p.add_argument("--full-model", metavar="DIR", default="runs/bbc-full/finetune",
                    help="the BBC News classifier (default: runs/bbc-full/finetune)")
     p.add_argument("--run-dir", metavar="DIR", default="runs/long", help="where stages go (default: runs/long)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
-    p.add_argument("--report", action="store_true",
-                   help="also write docs/results/long_digests.json and the long section of docs/RESULTS.md")
-    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="torch CPU threads (default: 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_job_options(p, "also write docs/results/long_digests.json and the long section of docs/RESULTS.md",
+                     backbone=False, seed="training seed (default: 0)")
     p.set_defaults(handler=run_long)
 
 
 def run_long(args) -> int:
-    import torch
-
     from . import bench_long
 
-    torch.set_num_threads(args.threads)
-    if args.no_progress:
-        commands.quiet_progress()
+    _start_job(args)
     try:
         bench_long.run(args.full_model, args.run_dir, seed=args.seed, report=args.report,
                        progress=not args.no_progress, command=args.command_line)
@@ -507,23 +500,14 @@ def add_bench(subparsers) -> None:
                    help="quick: 128 tokens, about 20 minutes from nothing; full: 512 tokens, the results page "
                         "(default: quick)")
     p.add_argument("--run-dir", metavar="DIR", help="where models go (default: runs/bbc-PRESET, as `trbert run`)")
-    p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0; the data split is fixed)")
-    p.add_argument("--report", action="store_true",
-                   help="also write docs/results/bbc_rivals_PRESET.{json,png} and its section of docs/RESULTS.md")
-    p.add_argument("--threads", type=_positive_int, default=2, metavar="T", help="CPU threads (default: 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_job_options(p, "also write docs/results/bbc_rivals_PRESET.{json,png} and its section of docs/RESULTS.md")
     p.set_defaults(handler=run_bench)
 
 
 def run_bench(args) -> int:
-    import torch
-
     from . import bench
 
-    torch.set_num_threads(args.threads)
-    if args.no_progress:
-        commands.quiet_progress()
+    _start_job(args)
     bench.run(args.preset, args.run_dir, backbone=args.backbone, seed=args.seed, threads=args.threads,
               report=args.report, progress=not args.no_progress, command=args.command_line)
     return 0
