@@ -144,3 +144,44 @@ def test_cli_presets_are_the_benchmark_presets():
     assert set(cli.BENCH_PRESETS) == set(bench.PRESETS)
     for preset in bench.PRESETS.values():
         assert preset.recipe in recipe.PRESETS
+
+
+def test_every_method_is_built_and_measured(classifier, tmp_path):
+    """The harness end to end on a tiny model: each rival's folder made, loaded as a method, measured."""
+    from dataclasses import replace
+
+    train, dev = bags(48, seed=4), bags(24, seed=5)
+    preset = replace(bench.PRESETS["quick"], ltp_steps=3, ltp_batch_size=8, timed_b1=3, timed_b32=6, rounds=1)
+    tr = tmp_path / "tr"
+    trbert.TRBertForSequenceClassification.from_pretrained(classifier).save_pretrained(tr)
+    folders = {
+        "full": classifier,
+        "onnx": bench.onnx_models(classifier, tmp_path / "onnx"),
+        "layers": {1: bench.fewer_layers(classifier, 1, train, dev, 32, tmp_path / "layers-1", steps=5,
+                                         progress=False)},
+        "topk": {((0.5,), False): bench.selection_model(classifier, tmp_path / "topk", reduction_layers=[1],
+                                                        selection="attention_topk", keep_fractions=[0.5])},
+        "ltp": {(0.5, False): bench.ltp_model(classifier, tmp_path / "ltp", train, 0.5, preset, 32, [1], 0, False)},
+        "tr": {1.0: tr},
+        "layouts": {},
+        "recipe": replace(recipe.PRESETS["quick"], max_length=32, truncation=[8]),
+    }
+    methods = bench.build_methods(folders, threads=1)
+    assert [(m.method, m.setting.split(" (")[0]) for m in methods] == [
+        ("full", "fine-tuned, fp32"), ("ort_fp32", "ONNX Runtime"), ("ort_int8", "ONNX Runtime"),
+        ("int8", "dynamic int8 linears"), ("truncation", "first 8 tokens"), ("layers", "first 1 layers"),
+        ("attention_topk", "keep 0.5, training-free"), ("ltp", "lambda=0.5"), ("tr", "alpha=1"),
+        ("tr_int8", "alpha=1")]
+    test = bags(16, seed=6)
+    records = bench.measure(methods, AutoTokenizer.from_pretrained(classifier), list(test["text"]),
+                            list(test["label"]), preset, progress=False)
+    by = {(r["method"], r["batch_size"]): r for r in records}
+    assert by[("ort_fp32", 32)]["accuracy"] == by[("full", 32)]["accuracy"]  # the same model, exported
+    assert by[("ort_fp32", 32)]["flops_speedup"] == 1.0 and by[("int8", 32)]["flops_speedup"] == 1.0
+    assert by[("attention_topk", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.05)
+    assert by[("layers", 32)]["flops_speedup"] == pytest.approx(2.0, rel=1e-3)  # 1 of 2 layers
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["wall_speedup"] > 0 for r in records)
+    png = tmp_path / "front.png"
+    bench.plot(records, png, "tiny")
+    assert png.stat().st_size > 1000
+    assert "| ltp |" in bench.table(records)
