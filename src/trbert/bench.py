@@ -31,6 +31,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -114,6 +115,19 @@ def torch_method(method: str, setting: str, model, max_length: int, **info) -> M
 
 
 # ---------------------------------------------------------------------------- rivals that need training
+@contextmanager
+def _quiet_loading():
+    """transformers' load report silenced (for checkpoints loaded with fewer layers on purpose)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def fewer_layers(full_dir: Path, k: int, train, validation, max_length: int, out: Path, seed: int = 0,
                  steps: int = 400, lr: float = 1e-3, progress: bool = True) -> Path:
     """The first k layers of the fine-tuned model; the pooler and classifier re-tuned on the [CLS] state
@@ -122,7 +136,8 @@ def fewer_layers(full_dir: Path, k: int, train, validation, max_length: int, out
     if stage_done(out):
         return out
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(full_dir, num_hidden_layers=k).eval()
+    with _quiet_loading():  # the weights of the dropped layers go unused, as intended
+        model = AutoModelForSequenceClassification.from_pretrained(full_dir, num_hidden_layers=k).eval()
 
     def cls_states(dataset):
         states = []
