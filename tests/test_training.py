@@ -38,10 +38,10 @@ def keep_stats(model_dir, data):
     original = model.bert.encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
-        keep, lp = original(step, tokens, input_ids, action, sample)
+        keep, *rest = original(step, tokens, input_ids, action, sample)
         is_marker = torch.isin(input_ids[tokens.example, tokens.position], marker_ids)
         captured.append((keep[is_marker].float().mean().item(), keep[~is_marker].float().mean().item()))
-        return keep, lp
+        return (keep, *rest)
 
     model.bert.encoder._select = spy
     with torch.no_grad():
