@@ -168,12 +168,17 @@ def test_training_mode_applies_the_rule(selection):
     with torch.no_grad():
         rule = model.eval()(input_ids=ids, attention_mask=mask).kept_lengths
     model.train()
-    for masked in (None, False):  # the training default (masked, sampling) and removal
+    modes = []
+    for name in ("_forward_masked", "_forward_removal"):  # record which mode each call runs
+        original = getattr(model.bert.encoder, name)
+        setattr(model.bert.encoder, name, lambda *a, _f=original, _n=name, **k: modes.append(_n) or _f(*a, **k))
+    for masked in (None, True):  # the training default (removal, for a rule) and masked
         out = model(input_ids=ids, attention_mask=mask, labels=labels, masked=masked)
         assert out.keep_log_prob is None and out.kept_lengths.tolist() == rule.tolist()
         model.zero_grad()
         out.loss.backward()
         assert model.bert.encoder.layer[-1].output.dense.weight.grad.abs().sum() > 0
+    assert modes == ["_forward_removal", "_forward_masked"]
     with pytest.raises(ValueError, match="no keep probabilities to sample from"):
         model.eval()(input_ids=ids, attention_mask=mask, sample=True)
 

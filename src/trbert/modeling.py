@@ -221,14 +221,15 @@ class TRBertModel(TRBertPreTrainedModel):
         r"""
         restore: write each skipped token's state back at its position (`[B, n, d]` output); otherwise
             `last_hidden_state` holds only the tokens kept to the end, in order, padded to the longest.
-        masked: run the reduction by masking instead of removal (default: in training mode). Removal
-            is differentiable too (and cheaper); masking keeps the batch one [B, n, d] tensor.
+        masked: run the reduction by masking instead of removal (default: in training mode, for a strategy
+            that samples, the learned policy). Removal is differentiable too (and cheaper); masking keeps
+            the batch one [B, n, d] tensor.
         sample: sample the keep actions from the policy probabilities (default: in training mode).
         keep_actions: one `[B, n]` bool tensor per step: the decisions to apply (at original positions).
         step_states: also return the hidden states entering each reduction step (masked mode only).
         """
         attention_mask = _check_inputs(self.config, input_ids, attention_mask, inputs_embeds)
-        masked = self.training if masked is None else masked
+        masked = self.training and self.encoder.strategy.samples if masked is None else masked
         sample = self.training if sample is None else sample
         segment = None
         length = attention_mask.shape[1]

@@ -49,7 +49,10 @@ class StepProposal:
 class KeepStrategy:
     """Interface of a selection strategy."""
 
-    runs_policy = False  # whether it runs the policy networks
+    # Whether it gives keep probabilities to sample from (the learned policy). Such a strategy trains in
+    # masked mode by default; a rule trains in removal mode (the same result for the same decisions, and
+    # cheaper: the skipped tokens are not computed).
+    samples = False
 
     def propose(self, step: int, tokens: Tokens, policy: nn.Module | None, config) -> StepProposal:
         """`policy`: the step's policy network (None when the model has none); `config`: the model's TRBertConfig."""
@@ -69,7 +72,7 @@ class PolicyStrategy(KeepStrategy):
     while its probabilities are still far from 0 and 1.
     """
 
-    runs_policy = True
+    samples = True
 
     def propose(self, step, tokens, policy, config):
         if policy is None:
@@ -126,8 +129,6 @@ class EarlyExitStrategy(KeepStrategy):
     token leaves when the largest uncertainty within `config.exit_window` neighbours on each side (by
     original position, among the tokens still present) is below `config.exit_threshold`, and its label
     is that classifier's prediction."""
-
-    runs_policy = True  # the internal classifiers run at every step
 
     def propose(self, step, tokens, classifier, config):
         if classifier is None:
