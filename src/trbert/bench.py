@@ -480,6 +480,11 @@ def table(records: list[dict]) -> str:
     return "\n".join([head, *rows])
 
 
+COLOURS = {"tr": "#d62728", "tr_int8": "#ff7f0e", "truncation": "#1f77b4", "layers": "#9467bd",
+           "attention_topk": "#8c564b", "ltp": "#e377c2", "int8": "#2ca02c", "ort_fp32": "#17becf",
+           "ort_int8": "#7f7f7f"}
+
+
 def plot(records: list[dict], path: Path, title: str) -> None:
     """Accuracy against wall-clock speed-up, batch 1 and batch 32 side by side; one curve per method, and
     each point's ideal (FLOPs) speed-up as a small cross of the same colour."""
@@ -491,7 +496,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     FigureCanvasAgg(fig)
     batches = sorted({r["batch_size"] for r in records})
     methods = list(dict.fromkeys(r["method"] for r in records if r["method"] != "full"))
-    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    colours = {m: COLOURS.get(m, f"C{i % 10}") for i, m in enumerate(methods)}
     for k, batch in enumerate(batches):
         ax = fig.add_subplot(1, len(batches), k + 1)
         full = next(r for r in records if r["method"] == "full" and r["batch_size"] == batch)
@@ -501,7 +506,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
             xs = [p["wall_speedup"] for p in points]
             ys = [100 * p["accuracy"] for p in points]
             style = "-" if m in TR_FAMILY or m == "tr_int8" else "--"
-            ax.plot(xs, ys, style, marker="o", color=colours[m], label=m, linewidth=2 if m in TR_FAMILY else 1)
+            ax.plot(xs, ys, style, marker="o", color=colours[m], label=m, linewidth=2.5 if style == "-" else 1)
             ax.plot([p["flops_speedup"] for p in points], ys, "x", color=colours[m], alpha=0.6)
         ax.axhline(100 * full["accuracy"], color="gray", linestyle=":", linewidth=1)
         ax.plot([1.0], [100 * full["accuracy"]], "*", color="black", markersize=12, label="full model")
