@@ -486,8 +486,9 @@ COLOURS = {"tr": "#d62728", "tr_int8": "#ff7f0e", "truncation": "#1f77b4", "laye
 
 
 def plot(records: list[dict], path: Path, title: str) -> None:
-    """Accuracy against wall-clock speed-up, batch 1 and batch 32 side by side; one curve per method, and
-    each point's ideal (FLOPs) speed-up as a small cross of the same colour."""
+    """Accuracy against wall-clock speed-up, batch 1 and batch 32 side by side: every point of a method, its
+    front (the points no faster point of the method beats) as a line, and each point's ideal (FLOPs)
+    speed-up as a small cross of the same colour."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     import io
@@ -503,10 +504,12 @@ def plot(records: list[dict], path: Path, title: str) -> None:
         for m in methods:
             points = sorted((r for r in records if r["method"] == m and r["batch_size"] == batch),
                             key=lambda r: r["wall_speedup"])
-            xs = [p["wall_speedup"] for p in points]
             ys = [100 * p["accuracy"] for p in points]
+            front = envelope(points, (m,), batch)
             style = "-" if m in TR_FAMILY or m == "tr_int8" else "--"
-            ax.plot(xs, ys, style, marker="o", color=colours[m], label=m, linewidth=2.5 if style == "-" else 1)
+            ax.plot([p["wall_speedup"] for p in front], [100 * p["accuracy"] for p in front], style, marker="o",
+                    color=colours[m], label=m, linewidth=2.5 if style == "-" else 1)
+            ax.plot([p["wall_speedup"] for p in points], ys, "o", color=colours[m], markersize=4)
             ax.plot([p["flops_speedup"] for p in points], ys, "x", color=colours[m], alpha=0.6)
         ax.axhline(100 * full["accuracy"], color="gray", linestyle=":", linewidth=1)
         ax.plot([1.0], [100 * full["accuracy"]], "*", color="black", markersize=12, label="full model")
