@@ -71,14 +71,16 @@ class BenchPreset:
 
 
 PRESETS = {
-    # About 15-20 minutes on 2 cores from nothing: 128 tokens, two TR alphas, the rivals without fine-tunes.
+    # 128 tokens, two TR alphas, the rivals without fine-tunes. From nothing: 31 minutes measured on 2
+    # cores that other training jobs shared (fine-tune, TR stages, rivals, then 5-6 minutes of measuring).
     "quick": BenchPreset(
         name="quick", recipe="quick", alphas=[0.2, 1.0], layouts={},
         truncation=[16, 32, 64], layers=[1, 2, 3],
         topk=[(0.5, 0.25), (0.3, 0.12)], ltp_lambdas=[0.5], ltp_steps=60,
         timed_b1=32, timed_b32=64, rounds=3,
     ),
-    # The results page: full-length articles, the recipe's full sweep, every rival.
+    # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
+    # full`, or trained here), every rival. Measured: rivals' training 28 minutes, measuring 42.
     "full": BenchPreset(
         name="full", recipe="full",
         truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],

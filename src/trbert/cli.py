@@ -497,8 +497,8 @@ def add_bench(subparsers) -> None:
                               epilog="examples:\n  trbert bench                    # quick preset, 128 tokens\n"
                                      "  trbert bench --preset full --report")
     p.add_argument("--preset", choices=BENCH_PRESETS, default="quick",
-                   help="quick: 128 tokens, about 20 minutes from nothing; full: 512 tokens, the results page "
-                        "(default: quick)")
+                   help="quick: 128 tokens, 2 TR alphas, no fine-tuned rivals; full: 512 tokens, the results "
+                        "page (default: quick)")
     p.add_argument("--run-dir", metavar="DIR", help="where models go (default: runs/bbc-PRESET, as `trbert run`)")
     _add_job_options(p, "also write docs/results/bbc_rivals_PRESET.{json,png} and its section of docs/RESULTS.md")
     p.set_defaults(handler=run_bench)
