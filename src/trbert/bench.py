@@ -72,7 +72,7 @@ class BenchPreset:
 
 PRESETS = {
     # 128 tokens, two TR alphas, the rivals without fine-tunes. From nothing: 31 minutes measured on 2
-    # cores that other training jobs shared (fine-tune, TR stages, rivals, then 5-6 minutes of measuring).
+    # cores that other training jobs shared (in two pieces: the first was stopped and resumed).
     "quick": BenchPreset(
         name="quick", recipe="quick", alphas=[0.2, 1.0], layouts={},
         truncation=[16, 32, 64], layers=[1, 2, 3],
@@ -80,7 +80,8 @@ PRESETS = {
         timed_b1=32, timed_b32=64, rounds=3,
     ),
     # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
-    # full`, or trained here), every rival. Measured: rivals' training 28 minutes, measuring 42.
+    # full`, or trained here), every rival. Measured: measuring 42 minutes; the rivals' training ran in
+    # pieces (interrupted, resumed), its last piece (from the fourth fewer-layers model on) 28 minutes.
     "full": BenchPreset(
         name="full", recipe="full",
         truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],
@@ -204,8 +205,7 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
         changes["layouts"] = dict(preset.layouts)
     rp = replace(base, **changes)
     if not progress:
-        rp = replace(rp, finetune=recipe._quiet(rp.finetune), policy=recipe._quiet(rp.policy),
-                     joint=recipe._quiet(rp.joint))
+        rp = recipe.quiet(rp)
     bbc = data_module.load_bbc(seed=0)
     label_names = bbc["train"].features["label"].names
     folders = recipe.train_all(rp, run_dir, backbone, bbc["train"], label_names, seed)
@@ -213,18 +213,17 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
     layers = list(rp.reduction_layers or [1, 3])
     folders["layers"] = {k: fewer_layers(full_dir, k, bbc["train"], bbc["validation"], rp.max_length,
                                          rivals / f"layers-{k}", seed, progress=progress) for k in preset.layers}
-    topk = {}
-    for fractions in preset.topk:
-        name = ",".join(f"{f:g}" for f in fractions)
-        topk[(fractions, False)] = selection_model(full_dir, rivals / f"topk-{name}", reduction_layers=layers,
-                                                   selection="attention_topk", keep_fractions=list(fractions))
     tune_settings = preset if progress else replace(preset, tune=recipe._quiet(preset.tune))
-    for fractions in preset.topk_tuned:
+    topk = {}
+    for fractions in dict.fromkeys([*preset.topk, *preset.topk_tuned]):
         name = ",".join(f"{f:g}" for f in fractions)
-        source = selection_model(full_dir, rivals / f"topk-{name}", reduction_layers=layers,
+        folder = selection_model(full_dir, rivals / f"topk-{name}", reduction_layers=layers,
                                  selection="attention_topk", keep_fractions=list(fractions))
-        topk[(fractions, True)] = tuned(source, rivals / f"topk-{name}-tuned", bbc["train"], tune_settings,
-                                        rp.max_length, seed, label_names)
+        if fractions in preset.topk:
+            topk[(fractions, False)] = folder
+        if fractions in preset.topk_tuned:
+            topk[(fractions, True)] = tuned(folder, rivals / f"topk-{name}-tuned", bbc["train"], tune_settings,
+                                            rp.max_length, seed, label_names)
     folders["topk"] = topk
     ltp = {}
     for lambda_ in preset.ltp_lambdas:

@@ -103,9 +103,8 @@ def reduction_cost(
     first = config.reduction_layers[0] if kept_lengths.shape[1] else config.num_hidden_layers
     layer_cost[:, :first] = segmented_layer_macs(config, lengths)[:, None]  # before any step: by segment
     macs = layer_cost.sum(1)
-    strategy = policy if hasattr(policy, "selection_macs") else None
-    if (strategy is not None or policy) and kept_lengths.shape[1] > 0:  # each step scores the tokens before it
+    if policy is not False and kept_lengths.shape[1] > 0:  # each step scores the tokens present before it
         before = torch.cat([lengths[:, None], kept_lengths[:, :-1]], dim=1)
-        step_macs = selection_macs(config, before) if strategy is None else strategy.selection_macs(config, before)
-        macs = macs + step_macs.sum(1)
+        scoring = selection_macs if policy is True else policy.selection_macs
+        macs = macs + scoring(config, before).sum(1)
     return Cost(macs, full, full / macs)

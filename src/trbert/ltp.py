@@ -135,9 +135,11 @@ def learn_thresholds(
 def apply_thresholds(model, thresholds: list[float]) -> None:
     """Make the hard threshold rule the model's selection (tokens removed at inference); it is saved with
     the model (`selection="attention_threshold"`, `score_thresholds`) and reloads with it."""
-    config, thresholds = model.config, [float(t) for t in thresholds]
-    if len(thresholds) != len(config.reduction_layers) or any(not 0.0 <= t <= 1.0 for t in thresholds):
-        raise ValueError(f"thresholds={thresholds}: give one per reduction step ({len(config.reduction_layers)}), "
-                         "each in [0, 1]")
-    config.score_thresholds, config.selection = thresholds, "attention_threshold"
+    config, previous = model.config, (model.config.score_thresholds, model.config.selection)
+    config.score_thresholds, config.selection = [float(t) for t in thresholds], "attention_threshold"
+    try:
+        config.validate_selection()
+    except ValueError:
+        config.score_thresholds, config.selection = previous
+        raise
     model.set_strategy(ThresholdStrategy(model.base_model.encoder.layer))

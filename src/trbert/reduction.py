@@ -234,7 +234,7 @@ class TRBertEncoder(nn.Module):
                 skip = ~keep
                 if restore:
                     out[example[skip], position[skip]] = h[skip]
-                    exits = _record_exits(exits, prediction, example[skip], position[skip], skip, (B, n))
+                    exits = _record_exits(exits, prediction, skip, example, position, (B, n))
                 if as_keys:
                     skipped_h = torch.cat([skipped_h, h[skip]])
                     skipped_example = torch.cat([skipped_example, example[skip]])
@@ -279,7 +279,7 @@ class TRBertEncoder(nn.Module):
                 tokens = Tokens(h[example, position], example, position, _ranks(example, present_count),
                                 present_count, length)
                 keep, log_prob, prediction = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
-                exits = _record_exits(exits, prediction, example[~keep], position[~keep], ~keep, (B, n))
+                exits = _record_exits(exits, prediction, ~keep, example, position, (B, n))
                 present = torch.zeros_like(present)
                 present[example[keep], position[keep]] = True
                 kept[:, step] = present.sum(1)
@@ -289,17 +289,19 @@ class TRBertEncoder(nn.Module):
         return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states, *(exits or (None, None)))
 
 
-def _record_exits(exits, prediction, example, position, leaving, shape):
-    """Write the strategy's prediction for the tokens leaving at a step (`leaving`: [T] bool, at `example`,
-    `position`) into (outputs [B, n, C], exited [B, n]), made on first use; nothing when it predicts none."""
+def _record_exits(exits, prediction, leaving, example, position, shape):
+    """Write the strategy's prediction for the tokens leaving at a step (`leaving`: [T] bool over the
+    present tokens at `example`, `position`) into (outputs [B, n, C], exited [B, n]), made on first use;
+    nothing when the strategy predicts none."""
     if prediction is None:
         return exits
     if exits is None:
         exits = (prediction.new_zeros(*shape, prediction.shape[-1]),
                  torch.zeros(shape, dtype=torch.bool, device=prediction.device))
     outputs, exited = exits
-    outputs[example, position] = prediction[leaving].to(outputs.dtype)
-    exited[example, position] = True
+    where = example[leaving], position[leaving]
+    outputs[where] = prediction[leaving].to(outputs.dtype)
+    exited[where] = True
     return exits
 
 
