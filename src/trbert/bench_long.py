@@ -1,20 +1,27 @@
 """The long-document benchmark: news digests (derived from BBC News: several articles of one split
 joined, labelled with the set of topics they contain) of about 1024, 2048 and 4096 tokens.
 
-Three ways to read a digest with the 512-position MiniLM fine-tuned on BBC News (the full model of
+Ways to read a digest with the 512-position MiniLM fine-tuned on BBC News (the full model of
 `trbert run --preset full`):
 * truncation: the full model on the first 512 tokens;
 * the segment baseline: the full model on every 512-token segment, class probabilities max-pooled;
-* TR-BERT's long-input mode: layer 0 on each segment, the policy keeps a few tokens of every
-  segment, and layers 1-5 run on the kept tokens of the whole document together. Trained from the
-  full model on training digests: policy stage, then the joint stage distilling from the segment
-  baseline; a topic is predicted when its sigmoid is at least 0.5.
+* TR-BERT's long-input mode: the layers below the first reduction step run on each segment, the
+  policy keeps a few tokens of every segment, and the layers above run on the kept tokens of the whole
+  document together. Two models:
+  - "article model": the TR model that `trbert run --preset full` trained on single articles with
+    reduction steps on the embeddings and before layer 3, switched to long input; only its pooler
+    and classifier are re-tuned, for multi-label topics, on training digests;
+  - "digest-trained": reduction before layers 1 and 3, trained from the full model on training
+    digests (policy stage, then the joint stage distilling from the segment baseline), then the same
+    head stage.
+  A topic is predicted when its sigmoid is at least 0.5.
 Each is scored by micro F1 over the topics; TR-BERT against the segment baseline with a 95% bootstrap
 interval over digests, FLOPs and wall-clock speed-up (timed side by side in the same run).
 """
 
 from __future__ import annotations
 
+import io
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -24,8 +31,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from . import evaluation, reporting
-from .cost import reduction_cost
+from .cost import reduction_cost, segmented_layer_macs
 from .data import load_digests
+from .reporting import atomic_write
 from .long import SegmentBaseline, micro_f1, multi_hot
 from .modeling import TRBertForSequenceClassification
 from .recipe import MODEL_NAME
@@ -36,6 +44,10 @@ from .training import StageSettings, fit_head, save_atomically, stage_done, trai
 @dataclass
 class LongPreset:
     lengths: tuple[int, ...] = (1024, 2048, 4096)
+    # Which TR long models to build and measure: "articles" (the article model, below the full model's
+    # run folder at `article_model`) and / or "digests" (trained on digests here).
+    sources: tuple[str, ...] = ("articles", "digests")
+    article_model: str = "layers-0-3/alpha-1/joint"
     train_length: int = 2048
     # Sized for 2 CPU cores (about 25 minutes of training): 2048-token documents cost about a second
     # per sampled trajectory, and the joint stage also runs the segment baseline as its teacher.
@@ -71,7 +83,50 @@ def _batches(tokenizer, texts, max_length, batch_size):
                       return_tensors="pt", verbose=False) for s in range(0, len(texts), batch_size)]
 
 
+def prepare(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) -> dict[str, Path]:
+    """The TR long models of `preset.sources`, built in `run_dir` where missing: {setting: model folder}."""
+    models = {}
+    if "articles" in preset.sources:
+        source = full_dir.parent / preset.article_model
+        if not stage_done(source):
+            raise FileNotFoundError(f"{source}: no TR model trained on articles; make it with "
+                                    f"`trbert run --preset full`, or name another with LongPreset.article_model")
+        models[_setting(source, "article model")] = from_articles(source, run_dir / "articles", preset, seed)
+    if "digests" in preset.sources:
+        folder = train_tr(preset, full_dir, run_dir, seed)
+        models[_setting(folder, "digest-trained")] = folder
+    return models
+
+
+def _setting(folder: Path, kind: str) -> str:
+    config = TRBertForSequenceClassification.config_class.from_pretrained(folder)
+    alpha = _trained_alpha(folder)
+    return f"{kind}, steps {','.join(map(str, config.reduction_layers))}" + (f", alpha={alpha:g}" if alpha else "")
+
+
+def _trained_alpha(folder: Path) -> float | None:
+    """The alpha in the name of the folder the model was trained in (`.../alpha-<a>/<stage>`), if any."""
+    name = folder.parent.name
+    try:
+        return float(name.removeprefix("alpha-")) if name.startswith("alpha-") else None
+    except ValueError:
+        return None
+
+
+def from_articles(source: Path, folder: Path, preset: LongPreset, seed: int = 0) -> Path:
+    """The article model switched to long input (its layers and policies unchanged), then the head stage."""
+    if not stage_done(folder / "head"):
+        if not stage_done(folder / "long"):
+            model = TRBertForSequenceClassification.from_pretrained(source)
+            model.config.long_input = True
+            model.config.problem_type = "multi_label_classification"
+            save_atomically(model, AutoTokenizer.from_pretrained(source), folder / "long")
+        retune_head(folder / "long", folder / "head", preset, seed)
+    return folder / "head"
+
+
 def train_tr(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) -> Path:
+    """The digest-trained model: policy and joint stages on training digests, then the head stage."""
     train = load_digests(preset.train_length, "train", n=preset.n_train, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
     folder = run_dir / f"alpha-{preset.alpha:g}"
@@ -118,13 +173,15 @@ def retune_head(source: Path, out: Path, preset: LongPreset, seed: int = 0) -> P
     return save_atomically(model, tokenizer, out)
 
 
-def evaluate(preset: LongPreset, full_dir: Path, tr_dir: Path, progress: bool = True) -> list[dict]:
+def evaluate(preset: LongPreset, full_dir: Path, tr_models: dict[str, Path], progress: bool = True) -> list[dict]:
+    """Records for the segment baseline, truncation and each TR long model ({setting: folder}) at each length."""
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
     full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
     limit = full.config.max_position_embeddings
     baseline = SegmentBaseline(full, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
                                segment_length=limit)
-    tr = TRBertForSequenceClassification.from_pretrained(tr_dir).eval()
+    trs = {setting: TRBertForSequenceClassification.from_pretrained(folder).eval()
+           for setting, folder in tr_models.items()}
     names = full.config.id2label
     records = []
     for length in preset.lengths:
@@ -134,43 +191,38 @@ def evaluate(preset: LongPreset, full_dir: Path, tr_dir: Path, progress: bool = 
         common = {"model": MODEL_NAME, "data": f"bbc_digests_{length} (derived)", "split": "test",
                   "max_length": length, "n_examples": len(texts), "metric": "micro_f1"}
         batches = _batches(tokenizer, texts, length, max(preset.batch_sizes))
+        short = _batches(tokenizer, texts, limit, max(preset.batch_sizes))
         lengths = torch.cat([b["attention_mask"].sum(1) for b in batches])
-        seg_logits, _ = _predict(baseline, batches)
-        seg_pred = torch.sigmoid(seg_logits) >= 0.5
-        tr_logits, _ = _predict(tr, batches)
-        tr_pred = torch.sigmoid(tr_logits) >= 0.5
-        trunc_logits, _ = _predict(full, _batches(tokenizer, texts, limit, max(preset.batch_sizes)))
-        trunc_pred = torch.softmax(trunc_logits, -1) >= 0.5
+        seg_pred = torch.sigmoid(_predict(baseline, batches)[0]) >= 0.5
+        trunc_pred = torch.softmax(_predict(full, short)[0], -1) >= 0.5
         seg_counts = _counts(seg_pred, gold)
-        with torch.inference_mode():
-            kept = torch.cat([tr(**b).kept_lengths for b in batches])
-        cost = reduction_cost(tr.config, lengths, kept)
-        seg_macs = cost.full_macs.sum().item()
+        seg_macs = (full.config.num_hidden_layers * segmented_layer_macs(full.config, lengths, limit)).sum().item()
         trunc_macs = reduction_cost(full.config, lengths.clamp(max=limit), None).macs.sum().item()
-        rows = [("segment baseline", "512-token segments, max-pooled", seg_pred, 1.0, None),
-                ("truncation", f"first {limit} tokens", trunc_pred, seg_macs / trunc_macs, None),
-                ("tr (long input)", f"alpha={preset.alpha:g}", tr_pred, float(cost.total_speedup),
-                 [round(k, 4) for k in (kept.double() / lengths[:, None]).mean(0).tolist()])]
+        # (method, setting, predictions, FLOPs speed-up, kept fraction per step, model and the length it reads)
+        rows = [("segment baseline", f"{limit}-token segments, max-pooled", seg_pred, 1.0, None, baseline, length),
+                ("truncation", f"first {limit} tokens", trunc_pred, seg_macs / trunc_macs, None, full, limit)]
+        for setting, tr in trs.items():
+            with torch.inference_mode():
+                kept = torch.cat([tr(**b).kept_lengths for b in batches])
+            cost = reduction_cost(tr.config, lengths, kept)
+            rows.append(("tr (long input)", setting, torch.sigmoid(_predict(tr, batches)[0]) >= 0.5,
+                         seg_macs / cost.macs.sum().item(),
+                         [round(k, 4) for k in (kept.double() / lengths[:, None]).mean(0).tolist()], tr, length))
         scored = []
-        for method, setting, pred, flops, kept_fraction in rows:
+        for method, setting, pred, flops, kept_fraction, _, _ in rows:
             diff, low, high = counts_bootstrap(_counts(pred, gold), seg_counts)
             scored.append({**dict.fromkeys(evaluation.RECORD_FIELDS), **common, "method": method, "setting": setting,
                            "score": micro_f1(pred, gold), "f1_diff": diff, "ci_low": low, "ci_high": high,
                            "flops_speedup": round(flops, 4), "kept_fraction": kept_fraction,
                            "mean_tokens": round(lengths.double().mean().item(), 1)})
-        # Wall clock against the segment baseline, interleaved, on the first digests.
+        # Wall clock: each method against the segment baseline, interleaved, on the first digests.
         timed = texts[: preset.timing_examples]
         for batch_size in preset.batch_sizes:
             long_batches = _batches(tokenizer, timed, length, batch_size)
-            short_batches = _batches(tokenizer, timed, limit, batch_size)
-            seg_s, tr_s, tr_ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
-                                                            lambda: _predict(tr, long_batches), repeats=1)
-            _, trunc_s, trunc_ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
-                                                              lambda: _predict(full, short_batches), repeats=1)
-            timing = {"segment baseline": (1.0, seg_s), "truncation": (trunc_ratio, trunc_s),
-                      "tr (long input)": (tr_ratio, tr_s)}
-            for record in scored:
-                ratio, seconds = timing[record["method"]]
+            for record, (_, _, _, _, _, model, read) in zip(scored, rows):
+                own = long_batches if read == length else _batches(tokenizer, timed, read, batch_size)
+                seg_s, seconds, ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
+                                                                lambda: _predict(model, own), repeats=1)
                 records.append({**record, "batch_size": batch_size, "wall_speedup": round(ratio, 4),
                                 "latency_ms": round(seconds / len(timed) * 1000, 2), "timed_examples": len(timed)})
         if progress:
@@ -180,15 +232,42 @@ def evaluate(preset: LongPreset, full_dir: Path, tr_dir: Path, progress: bool = 
 
 def table(records: list[dict]) -> str:
     head = ("| data | method | setting | batch | mean tokens | micro F1 | diff vs segments (95% CI) | kept per step "
-            "| FLOPs speed-up | wall speed-up |\n|:--|:--|:--|--:|--:|--:|:--|:--|--:|--:|")
+            "| FLOPs speed-up | wall speed-up | ms per digest |\n|:--|:--|:--|--:|--:|--:|:--|:--|--:|--:|--:|")
     rows = []
     for r in records:
         diff = "" if r["method"] == "segment baseline" else (
             f"{100 * r['f1_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
         kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
         rows.append(f"| {r['data']} | {r['method']} | {r['setting']} | {r['batch_size']} | {r['mean_tokens']:.0f} "
-                    f"| {100 * r['score']:.2f} | {diff} | {kept} | {r['flops_speedup']:.2f}x | {r['wall_speedup']:.2f}x |")
+                    f"| {100 * r['score']:.2f} | {diff} | {kept} | {r['flops_speedup']:.2f}x | {r['wall_speedup']:.2f}x "
+                    f"| {r['latency_ms']:.0f} |")
     return "\n".join([head, *rows])
+
+
+def plot_latency(records: list[dict], path: str | Path, batch_size: int = 1) -> None:
+    """PNG of the wall-clock time per digest against its length, one line per method and setting."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    lines: dict[str, list[dict]] = {}
+    for r in records:
+        if r["batch_size"] == batch_size:
+            lines.setdefault(f"{r['method']} ({r['setting']})", []).append(r)
+    fig = Figure(figsize=(6.4, 4.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, points in lines.items():
+        points = sorted(points, key=lambda r: r["max_length"])
+        ax.plot([r["max_length"] for r in points], [r["latency_ms"] for r in points], marker="o", label=label)
+    ax.set_xlabel("digest length (tokens)")
+    ax.set_ylabel(f"ms per digest (batch {batch_size})")
+    ax.set_title("News digests (derived from BBC News): time against length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    atomic_write(path, buffer.getvalue())
 
 
 def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", seed: int = 0, report: bool = False,
@@ -199,15 +278,16 @@ def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", se
         raise FileNotFoundError(f"{full_dir}: no fine-tuned BBC News model; make it with "
                                 f"`trbert run --preset full` (its finetune stage), or give --full-model")
     torch.manual_seed(seed)
-    tr_dir = train_tr(preset, full_dir, Path(run_dir), seed)
-    records = evaluate(preset, full_dir, tr_dir, progress)
+    tr_models = prepare(preset, full_dir, Path(run_dir), seed)
+    records = evaluate(preset, full_dir, tr_models, progress)
     command = command or shlex.join(["trbert", "long"])
     text = table(records)
     print(text)
-    outputs = [Path(run_dir) / "results.json"] + ([Path("docs/results/long_digests.json")] if report else [])
-    for path in outputs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.write_results_json(path, "long_digests", command, records)
+    outputs = [Path(run_dir)] + ([Path("docs/results")] if report else [])
+    for folder in outputs:
+        folder.mkdir(parents=True, exist_ok=True)
+        evaluation.write_results_json(folder / "long_digests.json", "long_digests", command, records)
+        plot_latency(records, folder / "long_digests.png")
     if report:
         machine = reporting.machine()
         section = "\n".join([
@@ -218,14 +298,20 @@ def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", se
             f"(a derived set, {preset.n_test} digests per length; `trbert.data.load_digests`). Micro F1 over the five "
             "topics; differences to the segment baseline with a 95% bootstrap interval over digests; FLOPs and "
             "wall-clock speed-up over the segment baseline, timed side by side in the same run on the first "
-            f"{preset.timing_examples} digests of each length. TR-BERT: long-input mode, reduction before layers "
-            f"{preset.reduction_layers}, trained on {preset.n_train} training digests of about {preset.train_length} "
-            "tokens (policy, then joint distilling from the segment baseline).",
+            f"{preset.timing_examples} digests of each length. TR-BERT in long-input mode: the *article model* is "
+            f"the TR model `trbert run --preset full` trained on single articles (`{preset.article_model}`), switched "
+            "to long input, with only its pooler and classifier re-tuned for multi-label topics on "
+            f"{preset.head_examples} training digests; the *digest-trained* model has reduction before layers "
+            f"{', '.join(map(str, preset.reduction_layers))} and was trained on {preset.n_train} training digests of "
+            f"about {preset.train_length} tokens (policy, then joint distilling from the segment baseline, then the "
+            "same head stage).",
             "",
             f"- Command: `{command}`",
             f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
             "",
             text,
+            "",
+            "![time per digest against length](results/long_digests.png)",
             "<!-- long:end -->",
         ])
         reporting.update_section("docs/RESULTS.md", "long", section)

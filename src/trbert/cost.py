@@ -45,9 +45,10 @@ def layer_macs(config, n: torch.Tensor, skipped: torch.Tensor | None = None) -> 
     return 4 * n * d * d + 2 * n * d * f + 2 * n * (n + m) * d + 2 * m * d * d
 
 
-def segmented_layer_macs(config, n: torch.Tensor) -> torch.Tensor:
-    """One layer on n tokens; for a long document (`long_input`) segment by segment."""
-    limit = config.segment_length if getattr(config, "long_input", False) else None
+def segmented_layer_macs(config, n: torch.Tensor, limit: int | None = None) -> torch.Tensor:
+    """One layer on n tokens; for a long document (`long_input`, or `limit` given) segment by segment."""
+    if limit is None and getattr(config, "long_input", False):
+        limit = config.segment_length
     if limit is None:
         return layer_macs(config, n)
     n = n.long()
