@@ -40,6 +40,7 @@ def test_long_benchmark_pipeline(tmp_path):
     assert all(r["flops_speedup"] > 1.0 and len(r["kept_fraction"]) == 2 for r in tr)
     assert (tmp_path / "long" / "long_digests.json").is_file() and (tmp_path / "long" / "long_digests.png").is_file()
     assert "segment baseline" in bench_long.table(records)
+    assert all(r["wall_speedup"] == 1.0 for r in records if r["method"] == "segment baseline")
     # The article model: long input switched on, layers and policies unchanged, only the head re-tuned.
     source = TRBertForSequenceClassification.from_pretrained(article)
     adapted = TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "articles" / "head")

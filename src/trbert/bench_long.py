@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import shlex
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,14 +216,20 @@ def evaluate(preset: LongPreset, full_dir: Path, tr_models: dict[str, Path], pro
                            "score": micro_f1(pred, gold), "f1_diff": diff, "ci_low": low, "ci_high": high,
                            "flops_speedup": round(flops, 4), "kept_fraction": kept_fraction,
                            "mean_tokens": round(lengths.double().mean().item(), 1)})
-        # Wall clock: each method against the segment baseline, interleaved, on the first digests.
+        # Wall clock: each method against the segment baseline, interleaved, on the first digests; the
+        # baseline's own time is the median of its times in those pairs.
         timed = texts[: preset.timing_examples]
         for batch_size in preset.batch_sizes:
             long_batches = _batches(tokenizer, timed, length, batch_size)
-            for record, (_, _, _, _, _, model, read) in zip(scored, rows):
+            measured, baseline_times = [], []
+            for record, (_, _, _, _, _, model, read) in zip(scored[1:], rows[1:]):
                 own = long_batches if read == length else _batches(tokenizer, timed, read, batch_size)
                 seg_s, seconds, ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
                                                                 lambda: _predict(model, own), repeats=1)
+                baseline_times.append(seg_s)
+                measured.append((record, ratio, seconds))
+            measured.insert(0, (scored[0], 1.0, statistics.median(baseline_times)))
+            for record, ratio, seconds in measured:
                 records.append({**record, "batch_size": batch_size, "wall_speedup": round(ratio, 4),
                                 "latency_ms": round(seconds / len(timed) * 1000, 2), "timed_examples": len(timed)})
         if progress:
