@@ -25,7 +25,7 @@ def test_long_benchmark_pipeline(tmp_path):
     short = StageSettings(epochs=1, learning_rate=1e-3, batch_size=4, samples=2, save_steps=1000,
                           extra={"disable_tqdm": True})
     preset = replace(bench_long.LongPreset(), lengths=(100, 200), train_length=128, n_train=8, n_test=6,
-                     reduction_layers=[1, 2], policy=short, joint=short, head_examples=12, dev_examples=6,
+                     reduction_layers=[1, 2], policy=short, joint=short, head_examples=12, dev_examples=6, head_lengths=(100, 200), timing_repeats=1,
                      timing_examples=4, batch_sizes=(1, 4), article_model="layers-0-2/alpha-1/joint")
     records = bench_long.run(str(full), str(tmp_path / "long"), preset=preset, progress=False)
     tr_settings = ["article model, steps 0,2, alpha=1", "digest-trained, steps 1,2, alpha=0.5"]

@@ -61,10 +61,13 @@ class LongPreset:
     joint: StageSettings = field(default_factory=lambda: StageSettings(
         epochs=1, learning_rate=2e-5, batch_size=2, samples=2, max_examples=40, save_steps=10, logging_steps=5))
     # The head re-tuned for multi-label topics on the states of the trained model (cheap: one forward
-    # pass per digest): training digests, and validation digests to pick the step.
-    head_examples: int = 400
+    # pass per digest): training digests, and validation digests to pick the step, in equal parts of
+    # each of `head_lengths` tokens (one length only: the head fits that length and no other).
+    head_lengths: tuple[int, ...] = (1024, 2048, 4096)
+    head_examples: int = 420
     dev_examples: int = 60
     timing_examples: int = 12
+    timing_repeats: int = 3
     batch_sizes: tuple[int, ...] = (1, 8)
 
 
@@ -159,12 +162,14 @@ def retune_head(source: Path, out: Path, preset: LongPreset, seed: int = 0) -> P
     model = TRBertForSequenceClassification.from_pretrained(source).eval()
 
     def states(split: str, n: int):
-        digests = load_digests(preset.train_length, split, n=n, seed=seed)
-        rows = []
-        with torch.no_grad():  # (not inference mode: the head trains on these states)
-            for batch in _batches(tokenizer, list(digests["text"]), preset.train_length, 4):
-                rows.append(model.bert(**batch, restore=False).last_hidden_state[:, :1])
-        return torch.cat(rows), multi_hot(list(digests["labels"]), model.config.num_labels)
+        rows, labels = [], []
+        for length in preset.head_lengths:
+            digests = load_digests(length, split, n=n // len(preset.head_lengths), seed=seed)
+            labels += list(digests["labels"])
+            with torch.no_grad():  # (not inference mode: the head trains on these states)
+                for batch in _batches(tokenizer, list(digests["text"]), length, 4):
+                    rows.append(model.bert(**batch, restore=False).last_hidden_state[:, :1])
+        return torch.cat(rows), multi_hot(labels, model.config.num_labels)
 
     model.requires_grad_(False)
     head = torch.nn.ModuleDict({"pooler": model.bert.pooler, "classifier": model.classifier})
@@ -225,7 +230,8 @@ def evaluate(preset: LongPreset, full_dir: Path, tr_models: dict[str, Path], pro
             for record, (_, _, _, _, _, model, read) in zip(scored[1:], rows[1:]):
                 own = long_batches if read == length else _batches(tokenizer, timed, read, batch_size)
                 seg_s, seconds, ratio = evaluation.wall_speedup(lambda: _predict(baseline, long_batches),
-                                                                lambda: _predict(model, own), repeats=1)
+                                                                lambda: _predict(model, own),
+                                                                repeats=preset.timing_repeats)
                 baseline_times.append(seg_s)
                 measured.append((record, ratio, seconds))
             measured.insert(0, (scored[0], 1.0, statistics.median(baseline_times)))
@@ -305,10 +311,12 @@ def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", se
             f"(a derived set, {preset.n_test} digests per length; `trbert.data.load_digests`). Micro F1 over the five "
             "topics; differences to the segment baseline with a 95% bootstrap interval over digests; FLOPs and "
             "wall-clock speed-up over the segment baseline, timed side by side in the same run on the first "
-            f"{preset.timing_examples} digests of each length. TR-BERT in long-input mode: the *article model* is "
+            f"{preset.timing_examples} digests of each length (median of {preset.timing_repeats} interleaved "
+            "repeats). TR-BERT in long-input mode: the *article model* is "
             f"the TR model `trbert run --preset full` trained on single articles (`{preset.article_model}`), switched "
             "to long input, with only its pooler and classifier re-tuned for multi-label topics on "
-            f"{preset.head_examples} training digests; the *digest-trained* model has reduction before layers "
+            f"{preset.head_examples} training digests ({', '.join(map(str, preset.head_lengths))} tokens in equal "
+            "parts; the step with the best micro F1 on validation digests kept); the *digest-trained* model has reduction before layers "
             f"{', '.join(map(str, preset.reduction_layers))} and was trained on {preset.n_train} training digests of "
             f"about {preset.train_length} tokens (policy, then joint distilling from the segment baseline, then the "
             "same head stage).",
