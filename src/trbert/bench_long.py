@@ -53,7 +53,7 @@ class LongPreset:
     # Sized for 2 CPU cores (about 25 minutes of training): 2048-token documents cost about a second
     # per sampled trajectory, and the joint stage also runs the segment baseline as its teacher.
     n_train: int = 120
-    n_test: int = 40
+    n_test: int = 100
     alpha: float = 0.5
     reduction_layers: list[int] = field(default_factory=lambda: [1, 3])
     policy: StageSettings = field(default_factory=lambda: StageSettings(
