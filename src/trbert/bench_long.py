@@ -25,7 +25,7 @@ import io
 import shlex
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -136,14 +136,10 @@ def train_tr(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) -
     folder = run_dir / f"alpha-{preset.alpha:g}"
     settings = dict(max_length=preset.train_length, seed=seed, alpha=preset.alpha)
     if not stage_done(folder / "policy"):
-        from dataclasses import replace
-
         train_policy(str(full_dir), train, folder / "policy", replace(preset.policy, **settings), task="multi-label",
                      long_input=True, reduction_layers=preset.reduction_layers, keep_rule="expected",
                      problem_type="multi_label_classification")
     if not stage_done(folder / "joint"):
-        from dataclasses import replace
-
         full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
         teacher = SegmentBaseline(full, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
                                   segment_length=full.config.max_position_embeddings)
