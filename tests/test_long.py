@@ -41,6 +41,20 @@ def test_segments_below_the_first_step_and_the_whole_document_above():
     assert out.kept_lengths.tolist() == [[150, 150]]
 
 
+def test_a_step_on_the_embeddings_sends_the_whole_document_through_every_layer():
+    """First step at layer 0: positions still count from 0 in each segment, but every layer attends across
+    the whole document (what `trbert long` relies on when it switches an article model to long input)."""
+    model = long_model(keep_threshold=0.0, reduction_layers=[0, 2])
+    ids, mask = tiny_batch([150])
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask)
+        h = model.embeddings(input_ids=ids, position_ids=(torch.arange(150) % LIMIT)[None])
+        for layer in model.encoder.layer:
+            h = layer(h)
+    torch.testing.assert_close(out.last_hidden_state, h, atol=1e-5, rtol=0)
+    assert out.kept_lengths.tolist() == [[150, 150]]
+
+
 def test_long_documents_reduce_and_are_batch_invariant():
     model = spread_policy(long_model(reduction_layers=[1, 2]))
     lengths = [150, 64, 200, 20]
