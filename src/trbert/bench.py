@@ -492,7 +492,6 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     speed-up as a small cross of the same colour."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    import io
 
     fig = Figure(figsize=(13, 5.2))
     FigureCanvasAgg(fig)
@@ -525,9 +524,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
             ax.legend(fontsize=8, loc="lower left")
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    reporting.atomic_write(path, buffer.getvalue())
+    reporting.save_png(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------------------- the command

@@ -21,7 +21,6 @@ interval over digests, FLOPs and wall-clock speed-up (timed side by side in the 
 
 from __future__ import annotations
 
-import io
 import shlex
 import statistics
 import time
@@ -34,7 +33,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from . import evaluation, reporting
 from .cost import reduction_cost, segmented_layer_macs
 from .data import load_digests
-from .reporting import atomic_write
 from .long import SegmentBaseline, micro_f1, multi_hot
 from .modeling import TRBertForSequenceClassification
 from .recipe import MODEL_NAME
@@ -274,9 +272,7 @@ def plot_latency(records: list[dict], path: str | Path, batch_size: int = 1) -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    atomic_write(path, buffer.getvalue())
+    reporting.save_png(fig, path)
 
 
 def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", seed: int = 0, report: bool = False,

@@ -17,7 +17,6 @@ Typical use (what `trbert eval` does):
 """
 
 import datetime
-import io
 import os
 import statistics
 import time
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .cost import reduction_cost
 from .inputs import _as_list, encode
-from .reporting import atomic_write, machine, versions, write_json
+from .reporting import machine, save_png, versions, write_json
 
 # Fields every record of a results file has (None where they do not apply).
 RECORD_FIELDS = (
@@ -426,6 +425,4 @@ def plot_tradeoff(records: list[dict], path: str | os.PathLike, title: str, x: s
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    atomic_write(path, buffer.getvalue())
+    save_png(fig, path)

@@ -64,3 +64,12 @@ def update_section(path: str | os.PathLike, name: str, section: str) -> None:
     else:
         text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + section + "\n"
     atomic_write(path, text)
+
+
+def save_png(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    """A matplotlib figure written as a PNG, atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    atomic_write(path, buffer.getvalue())
