@@ -357,7 +357,8 @@ table and writes results.json, table.md and tradeoff.png into the run folder.
 
 Presets: quick (max length 128, about 16 minutes on 2 cores; the default)
 and full (max length 512; four alphas with a reduction step on the embeddings
-and one before layer 3, two with the paper's placement; about 2.7 hours on 2 cores).
+and one before layer 3, two with the paper's placement; about 3 hours on
+2 cores, added up from its stages).
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\

@@ -1,5 +1,6 @@
 """What every results file records besides its numbers: the machine, the versions, and a safe write."""
 
+import io
 import json
 import os
 import platform
@@ -68,8 +69,6 @@ def update_section(path: str | os.PathLike, name: str, section: str) -> None:
 
 def save_png(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     """A matplotlib figure written as a PNG, atomically."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     atomic_write(path, buffer.getvalue())
