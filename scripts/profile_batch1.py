@@ -2,9 +2,12 @@
 
     .venv/bin/python scripts/profile_batch1.py runs/bbc-full/finetune runs/bbc-full/layers-0-1/alpha-1/joint
     .venv/bin/python scripts/profile_batch1.py --int8 runs/bbc-full/layers-0-1/alpha-1/joint
+    .venv/bin/python scripts/profile_batch1.py --int8 --max-keep-ratio 0.01 runs/bbc-full/layers-0-3/alpha-1/joint
 
 For each model folder: milliseconds per article (median of 3 passes after a warm-up), then the operators
 by their own time and the matrix products by input shape (the kept tokens make them small).
+`--max-keep-ratio` caps the tokens a TR model keeps at every step (a fraction of each article's
+tokens): with a tiny cap, what remains is the cost that does not shrink with the kept tokens.
 """
 
 import argparse
@@ -26,13 +29,16 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--int8", action="store_true", help="dynamic int8 linear layers (trbert.quantize_int8)")
+    parser.add_argument("--max-keep-ratio", type=float, default=None,
+                        help="TR models only: keep at most this fraction of each article's tokens at every step")
     parser.add_argument("--rows", type=int, default=12, help="rows of each profile table (default: 12)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     texts = load_bbc(seed=0)["test"]["text"][: args.articles]
     for folder in args.models:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+        caps = {} if args.max_keep_ratio is None else {"max_keep_ratio": args.max_keep_ratio}
+        model = AutoModelForSequenceClassification.from_pretrained(folder, **caps).eval()
         if args.int8:
             from trbert.quantize import quantize_int8
 
@@ -50,7 +56,7 @@ def main() -> None:
             start = time.perf_counter()
             run_all()
             times.append(time.perf_counter() - start)
-        print(f"\n{folder}{' (int8)' if args.int8 else ''}: {1000 * statistics.median(times) / len(texts):.1f} ms "
+        print(f"\n{folder}{' (int8)' if args.int8 else ''}{f' (max_keep_ratio={args.max_keep_ratio:g})' if caps else ''}: {1000 * statistics.median(times) / len(texts):.1f} ms "
               f"per article at batch 1 ({len(texts)} articles, {args.threads} threads)")
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             run_all()

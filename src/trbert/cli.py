@@ -356,9 +356,9 @@ kept per step, FLOPs and wall-clock speed-up at batch 1 and 32); prints the
 table and writes results.json, table.md and tradeoff.png into the run folder.
 
 Presets: quick (max length 128, about 16 minutes on 2 cores; the default)
-and full (max length 512; four alphas with a reduction step on the embeddings
-and one before layer 3, two with the paper's placement; about 3 hours on
-2 cores, added up from its stages).
+and full (max length 512; five alphas with a reduction step on the embeddings
+and one before layer 3, two with the paper's placement; about 3 hours 20
+minutes on 2 cores, added up from its stages).
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\
