@@ -16,7 +16,7 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 import trbert  # noqa: F401  (registers the TR-BERT Auto classes)
 from trbert.data import load_bbc
@@ -38,7 +38,11 @@ def main() -> None:
     for folder in args.models:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         caps = {} if args.max_keep_ratio is None else {"max_keep_ratio": args.max_keep_ratio}
+        model_type = AutoConfig.from_pretrained(folder).model_type
+        if caps and model_type != "trbert":
+            parser.error(f"--max-keep-ratio needs a TR-BERT model; {folder} is a plain {model_type} model")
         model = AutoModelForSequenceClassification.from_pretrained(folder, **caps).eval()
+        label = folder + (" (int8)" if args.int8 else "") + (f" (max_keep_ratio={args.max_keep_ratio:g})" if caps else "")
         if args.int8:
             from trbert.quantize import quantize_int8
 
@@ -56,7 +60,7 @@ def main() -> None:
             start = time.perf_counter()
             run_all()
             times.append(time.perf_counter() - start)
-        print(f"\n{folder}{' (int8)' if args.int8 else ''}{f' (max_keep_ratio={args.max_keep_ratio:g})' if caps else ''}: {1000 * statistics.median(times) / len(texts):.1f} ms "
+        print(f"\n{label}: {1000 * statistics.median(times) / len(texts):.1f} ms "
               f"per article at batch 1 ({len(texts)} articles, {args.threads} threads)")
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             run_all()
