@@ -154,6 +154,8 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     preset = replace(bench.PRESETS["quick"], ltp_steps=3, ltp_batch_size=8, timed_b1=3, timed_b32=6, rounds=1)
     tr = tmp_path / "tr"
     trbert.TRBertForSequenceClassification.from_pretrained(classifier).save_pretrained(tr)
+    capped = tmp_path / "capped"
+    trbert.TRBertForSequenceClassification.from_pretrained(classifier, max_keep_ratio=0.5).save_pretrained(capped)
     folders = {
         "full": classifier,
         "onnx": bench.onnx_models(classifier, tmp_path / "onnx"),
@@ -164,6 +166,7 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
         "ltp": {(0.5, False): bench.ltp_model(classifier, tmp_path / "ltp", train, 0.5, preset, 32, [1], 0, False)},
         "tr": {1.0: tr},
         "layouts": {},
+        "capped": {((1,), 1.0, 0.5): capped},
         "recipe": replace(recipe.PRESETS["quick"], max_length=32, truncation=[8]),
     }
     methods = bench.build_methods(folders, threads=1)
@@ -171,7 +174,8 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
         ("full", "fine-tuned, fp32"), ("ort_fp32", "ONNX Runtime"), ("ort_int8", "ONNX Runtime"),
         ("int8", "dynamic int8 linears"), ("truncation", "first 8 tokens"), ("layers", "first 1 layers"),
         ("attention_topk", "keep 0.5, training-free"), ("ltp", "lambda=0.5"), ("tr", "alpha=1"),
-        ("tr_int8", "alpha=1")]
+        ("tr_int8", "alpha=1"), ("tr", "alpha=1, steps at layers 1, max_keep_ratio=0.5"),
+        ("tr_int8", "alpha=1, steps at layers 1, max_keep_ratio=0.5")]
     test = bags(16, seed=6)
     records = bench.measure(methods, AutoTokenizer.from_pretrained(classifier), list(test["text"]),
                             list(test["label"]), preset, progress=False)
@@ -180,6 +184,8 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     assert by[("ort_fp32", 32)]["flops_speedup"] == 1.0 and by[("int8", 32)]["flops_speedup"] == 1.0
     assert by[("attention_topk", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.05)
     assert by[("layers", 32)]["flops_speedup"] == pytest.approx(2.0, rel=1e-3)  # 1 of 2 layers
+    capped_kept = [r["kept_fraction"][0] for r in records if "max_keep_ratio" in r["setting"]]
+    assert capped_kept and all(k <= 0.5 + 0.15 for k in capped_kept)  # the budget, plus [CLS]
     assert all(0.0 <= r["accuracy"] <= 1.0 and r["wall_speedup"] > 0 for r in records)
     png = tmp_path / "front.png"
     bench.plot(records, png, "tiny")

@@ -112,12 +112,33 @@ def test_single_stage_options_are_checked(run, tmp_path, capsys):
           "--reduction-layers", "1"], "--reduction-layers is set when the policy or the exits are trained"),
         (["--stage", "policy", "--source", run.out / "finetune", "--reduction-layers", "5"],
          "--reduction-layers 5: give increasing layer indices in [0, 1]"),
+        (["--stage", "capped", "--source", run.out / "joint", "--teacher", run.out / "finetune"],
+         "--stage capped needs --max-keep-ratio"),
+        (["--stage", "joint", "--source", run.out / "policy", "--teacher", run.out / "finetune",
+          "--max-keep-ratio", "0.5"], "--max-keep-ratio is set with --stage capped only"),
+        (["--stage", "capped", "--source", run.out / "finetune", "--teacher", run.out / "finetune",
+          "--max-keep-ratio", "0.5"], "not a joint folder"),
+        (["--stage", "capped", "--source", run.out / "joint", "--max-keep-ratio", "0.5"],
+         "--stage capped needs --teacher"),
     ]
     for options, message in cases:
         status, _, err = run_cli(["train", "--out", out, "--data", run.test_csv, *COLUMNS, *options], capsys)
         assert status == 2 and message in err, (options, err)
         assert err.startswith("trbert train: error: ") and "Traceback" not in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_capped_stage_writes_a_model_that_keeps_within_its_cap(run, tmp_path, capsys):
+    out = tmp_path / "capped"
+    status, stdout, err = run_cli(["train", "--stage", "capped", "--source", run.out / "joint", "--teacher",
+                                   run.out / "finetune", "--max-keep-ratio", "0.3", "--out", out, "--data",
+                                   run.test_csv, *COLUMNS, "--epochs", "1", "--logging-steps", "1", "--no-progress"], capsys)
+    assert status == 0, err
+    assert f"capped: wrote {out}" in stdout
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert isinstance(model, trbert.TRBertForSequenceClassification) and model.config.max_keep_ratio == 0.3
+    lines = [json.loads(line) for line in (tmp_path / "capped-log.jsonl").read_text().splitlines()]
+    assert lines and all(0 < line["kept"] <= 0.3 + 0.1 for line in lines)  # [CLS] is kept beyond the cap
 
 
 def test_bad_csv_exits_2_with_a_message_naming_the_file(backbone, tmp_path, capsys):  # noqa: F811

@@ -65,6 +65,23 @@ def test_quantized_trbert_runs_with_per_example_lengths_close_to_fp32():
     assert 0 < relative_error(small.logits, full.logits) < 0.1
 
 
+def test_int8_stacked_query_key_value_gives_the_three_projections_outputs():
+    model = spread_policy(trbert.TRBertForSequenceClassification(tiny_config(num_labels=3)).eval())
+    q = quantize_int8(model)
+    ids, mask = tiny_batch(LENGTHS)
+    for layer in q.bert.encoder.layer:
+        sa = layer.attention.self
+        assert type(sa.qkv) is DynamicLinear and sa.qkv.weight().shape == (3 * sa.all_head_size, sa.all_head_size)
+    with torch.no_grad():
+        fused = q(input_ids=ids, attention_mask=mask)
+        for layer in q.bert.encoder.layer:
+            del layer.attention.self.qkv
+        separate = q(input_ids=ids, attention_mask=mask)
+    assert torch.equal(fused.kept_lengths, separate.kept_lengths)
+    # Same int8 weights and input scale, so the same products; only float rounding may differ.
+    torch.testing.assert_close(fused.logits, separate.logits, atol=1e-6, rtol=1e-5)
+
+
 def test_quantize_int8_plain_transformers_model():
     model = plain_classifier()
     q = quantize_int8(model)

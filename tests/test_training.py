@@ -90,6 +90,34 @@ def test_joint_stage_and_checkpoints_load_through_auto(finetuned, tmp_path):
     assert not list(tmp_path.glob(".joint.*"))  # no staging folder left behind
 
 
+def test_capped_stage_keeps_within_the_cap_and_tunes_only_the_backbone(finetuned, tmp_path):
+    settings = training.StageSettings(epochs=3, learning_rate=1e-2, batch_size=32, max_length=64, samples=8,
+                                      alpha=0.02, save_steps=1000)
+    policy = training.train_policy(finetuned, synthetic(300, seed=3), tmp_path / "policy", settings,
+                                   reduction_layers=[0])
+    test = synthetic(200, seed=2)
+    *_, uncapped = keep_stats(policy, test)
+    assert uncapped > 0.5  # a small alpha keeps most tokens: the cap below binds
+    settings = training.StageSettings(epochs=2, learning_rate=1e-4, batch_size=32, max_length=64, save_steps=1000)
+    capped = training.train_capped(policy, finetuned, synthetic(300, seed=5), tmp_path / "capped", settings,
+                                   max_keep_ratio=0.25)
+    model = AutoModelForSequenceClassification.from_pretrained(capped)
+    assert isinstance(model, trbert.TRBertForSequenceClassification) and model.config.max_keep_ratio == 0.25
+    before = trbert.TRBertForSequenceClassification.from_pretrained(policy).state_dict()
+    after = model.state_dict()
+    for name, value in after.items():
+        changed = not torch.equal(value, before[name])
+        if ".policy." in name:
+            assert not changed, name  # the policies are frozen
+    assert any(not torch.equal(v, before[k]) for k, v in after.items() if ".layer." in k)
+    accuracy, marker_kept, _, fraction = keep_stats(capped, test)
+    tok = BertTokenizerFast.from_pretrained(capped)
+    lengths = tok(list(test["text"]), return_tensors="pt", padding=True)["attention_mask"].sum(1).float()
+    # At most floor(0.25 n) tokens per example, plus [CLS] which every step keeps.
+    assert fraction <= (torch.floor(0.25 * lengths + 1e-6) + 1).div(lengths).mean().item() + 1e-6
+    assert marker_kept >= 0.95 and accuracy >= 0.9, (accuracy, marker_kept, fraction)
+
+
 def test_interrupted_stage_resumes_from_last_complete_checkpoint(backbone, tmp_path, monkeypatch):
     settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, save_steps=3)
     data = synthetic(128, seed=6)  # 8 steps: checkpoints at 3 and 6, then the end

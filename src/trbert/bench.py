@@ -204,6 +204,9 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
     if preset.layouts is not None:
         changes["layouts"] = dict(preset.layouts)
     rp = replace(base, **changes)
+    trained = {(tuple(layers), a) for layers, alphas in rp.layouts.items() for a in alphas}
+    trained |= {(tuple(rp.reduction_layers or [1, 3]), a) for a in rp.alphas}
+    rp = replace(rp, capped={key: caps for key, caps in rp.capped.items() if (tuple(key[0]), key[1]) in trained})
     if not progress:
         rp = recipe.quiet(rp)
     bbc = data_module.load_bbc(seed=0)
@@ -278,9 +281,12 @@ def build_methods(folders: dict, threads: int) -> list[Method]:
         methods.append(torch_method("ltp", setting, model, n))
     trs = [(alpha, None, folder) for alpha, folder in folders["tr"].items()]
     trs += [(alpha, layers, folder) for (layers, alpha), folder in folders.get("layouts", {}).items()]
-    for alpha, layers, folder in trs:
+    trs = [(alpha, layers, None, folder) for alpha, layers, folder in trs]
+    trs += [(alpha, layers, cap, folder) for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
+    for alpha, layers, cap, folder in trs:
         model = TRBertForSequenceClassification.from_pretrained(folder)
         where = "" if layers is None else f", steps at layers {','.join(map(str, layers))}"
+        where += "" if cap is None else f", max_keep_ratio={cap:g}"
         methods.append(torch_method("tr", f"alpha={alpha:g}{where}", model, n))
         methods.append(torch_method("tr_int8", f"alpha={alpha:g}{where}", quantize_int8(model), n))
     return methods

@@ -59,6 +59,13 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _keep_ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
+    return value
+
+
 def _sequence_length(text: str) -> int:
     value = int(text)
     if not 8 <= value <= 512:
@@ -155,6 +162,9 @@ overlapping windows) or token classification (WNUT-16).
   joint     every parameter: distillation from --teacher (the finetune folder) plus REINFORCE;
             from --source (a policy folder)
   all       finetune, policy and joint into OUT/finetune, OUT/policy and OUT/joint
+  capped    optional, after joint: every step keeps at most --max-keep-ratio of an example's tokens
+            (the policies' best), the backbone tuned to that by distillation from --teacher, the
+            policies frozen; from --source (a joint folder). The cap is saved with the model.
 
 Token-level early exit (--task token-classification), the alternative to the policy:
   exits          internal classifiers before layers 1..L-1, the rest frozen; from --source (finetune)
@@ -176,6 +186,7 @@ stage defaults (the recipe's):
   finetune   2       8e-5   16            -
   policy     2       3e-3   8             8
   joint      1       2e-5   8             4
+  capped     1       2e-5   8             -
   exits      3       2e-3   16            -
   self-samp. 2       3e-5   16            -
   --epochs, --lr, --batch-size and --samples given here apply to every stage trained.
@@ -186,6 +197,7 @@ examples:
   trbert train --stage finetune --out runs/ft --max-length 256 --epochs 3
   trbert train --stage policy --source runs/ft --out runs/policy-a0.5 --alpha 0.5 --reduction-layers 1 3
   trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5
+  trbert train --stage capped --source runs/joint-a0.5 --teacher runs/ft --max-keep-ratio 0.1 --out runs/cap-0.1
   trbert train --stage all --task question-answering --data train-v1.1.json --max-length 384 --out runs/squad
   trbert train --stage all --task token-classification --out runs/wnut
   trbert train --stage early-exit --task token-classification --out runs/wnut-exit --exit-threshold 0.2
@@ -201,12 +213,13 @@ def add_train(subparsers) -> None:
         formatter_class=_formatter,
     )
     p.add_argument("--stage", required=True,
-                   choices=["finetune", "policy", "joint", "all", "exits", "self-sampling", "early-exit"],
+                   choices=["finetune", "policy", "joint", "all", "capped", "exits", "self-sampling", "early-exit"],
                    help="what to train (see above)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the model folder to write (with --stage all: the folder of the three stage folders)")
-    p.add_argument("--source", metavar="DIR", help="policy: the finetune folder; joint: the policy folder")
-    p.add_argument("--teacher", metavar="DIR", help="joint: the finetune folder (the model distilled from)")
+    p.add_argument("--source", metavar="DIR",
+                   help="policy: the finetune folder; joint: the policy folder; capped: the joint folder")
+    p.add_argument("--teacher", metavar="DIR", help="joint, capped: the finetune folder (the model distilled from)")
     p.add_argument("--backbone", metavar="DIR",
                    help="finetune, all: the encoder to start from (default: the embedded all-MiniLM-L6-v2)")
     _add_data_options(p, "training data")
@@ -225,6 +238,8 @@ def add_train(subparsers) -> None:
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")
+    p.add_argument("--max-keep-ratio", type=_keep_ratio, metavar="R",
+                   help="capped: the most any step keeps, as a fraction of each example's tokens, in (0, 1]")
     p.add_argument("--guide-rate", type=_unit_float, default=0.0, metavar="R",
                    help="policy, all: imitation warm-up: for the first fraction R of the steps one of the K "
                         "trajectories is the residual heuristic's (default: 0, none)")
@@ -357,8 +372,9 @@ table and writes results.json, table.md and tradeoff.png into the run folder.
 
 Presets: quick (max length 128, about 16 minutes on 2 cores; the default)
 and full (max length 512; five alphas with a reduction step on the embeddings
-and one before layer 3, two with the paper's placement; about 3 hours 20
-minutes on 2 cores, added up from its stages).
+and one before layer 3, two with the paper's placement, and alpha 1 of the
+first capped to keep at most 10% of the tokens; about 3 hours 25 minutes on
+2 cores, added up from its stages).
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\

@@ -24,6 +24,7 @@ STAGE_DEFAULTS = {
     "finetune": dict(epochs=2.0, learning_rate=8e-5, batch_size=16, samples=8),
     "policy": dict(epochs=2.0, learning_rate=3e-3, batch_size=8, samples=8),  # as the recipe's presets
     "joint": dict(epochs=1.0, learning_rate=2e-5, batch_size=8, samples=4),
+    "capped": dict(epochs=1.0, learning_rate=2e-5, batch_size=8, samples=1),  # as the full preset's
     "exits": dict(epochs=3.0, learning_rate=2e-3, batch_size=16, samples=1),  # as `trbert wnut`
     "self-sampling": dict(epochs=2.0, learning_rate=3e-5, batch_size=16, samples=1),
 }
@@ -190,7 +191,7 @@ def plan_stages(args) -> list[Stage]:
     given = {option: getattr(args, attr) is not None for option, attr in
              [("--source", "source"), ("--teacher", "teacher"), ("--backbone", "backbone")]}
     allowed = {"finetune": {"--backbone"}, "policy": {"--source"}, "joint": {"--source", "--teacher"},
-               "all": {"--backbone"}, "exits": {"--source"}, "self-sampling": {"--source"},
+               "capped": {"--source", "--teacher"}, "all": {"--backbone"}, "exits": {"--source"}, "self-sampling": {"--source"},
                "early-exit": {"--backbone"}}[args.stage]
     for option, present in given.items():
         if present and option not in allowed:
@@ -198,6 +199,9 @@ def plan_stages(args) -> list[Stage]:
     if args.reduction_layers is not None and args.stage not in ("policy", "all", "exits", "early-exit"):
         raise CommandError("--reduction-layers is set when the policy or the exits are trained "
                            "(--stage policy, all, exits or early-exit)")
+    if (getattr(args, "max_keep_ratio", None) is not None) != (args.stage == "capped"):
+        raise CommandError("--stage capped needs --max-keep-ratio" if args.stage == "capped" else
+                           "--max-keep-ratio is set with --stage capped only")
     if args.stage in EARLY_EXIT_STAGES and args.task != "token-classification":
         raise CommandError(f"--stage {args.stage} is token-level early exit: use it with --task token-classification")
     out = Path(args.out)
@@ -216,14 +220,15 @@ def plan_stages(args) -> list[Stage]:
     if args.stage == "finetune":
         return [Stage("finetune", args.backbone, out)]
     if not given["--source"]:
-        what = {"policy": "a finetune folder", "joint": "a policy folder", "exits": "a finetune folder",
+        what = {"policy": "a finetune folder", "joint": "a policy folder", "capped": "a joint folder",
+                "exits": "a finetune folder",
                 "self-sampling": "an exits folder"}[args.stage]
         raise CommandError(f"--stage {args.stage} needs --source ({what})")
     if args.stage in ("policy", "exits", "self-sampling"):
         return [Stage(args.stage, Path(args.source), out)]
     if not given["--teacher"]:
-        raise CommandError("--stage joint needs --teacher (the finetune folder, whose logits it distils)")
-    return [Stage("joint", Path(args.source), out, teacher=Path(args.teacher))]
+        raise CommandError(f"--stage {args.stage} needs --teacher (the finetune folder, whose logits it distils)")
+    return [Stage(args.stage, Path(args.source), out, teacher=Path(args.teacher))]
 
 
 def check_reduction_layers(layers: list[int], config, folder) -> None:
@@ -260,10 +265,11 @@ def _train(args, training) -> int:
         else:
             source = str(model_folder(stage.source, "--source"))
             config = load_config(Path(source))
-            if stage.name == "joint":
-                if config.model_type != "trbert":
-                    raise CommandError(f"--source {source}: a {config.model_type!r} model, not a policy folder "
-                                       f"(a trbert model written by --stage policy)")
+            if stage.name in ("joint", "capped"):
+                if config.model_type != "trbert" or getattr(config, "selection", None) != "policy":
+                    what, by = ("a policy", "policy") if stage.name == "joint" else ("a joint", "joint")
+                    raise CommandError(f"--source {source}: a {config.model_type!r} model without keep policies, "
+                                       f"not {what} folder (a trbert model written by --stage {by})")
                 teacher = load_config(model_folder(stage.teacher, "--teacher"))
                 if teacher.num_labels != config.num_labels or label_names(teacher) != label_names(config):
                     raise CommandError(f"--teacher {stage.teacher} has the classes "
@@ -299,6 +305,9 @@ def _train(args, training) -> int:
             if getattr(config, "selection", None) != "early_exit":
                 raise CommandError(f"--source {source}: not an early-exit model (write one with --stage exits)")
             training.train_exits(source, dataset, stage.out, settings, self_sampling=True)
+        elif stage.name == "capped":
+            training.train_capped(source, str(stage.teacher), dataset, stage.out, settings, args.max_keep_ratio,
+                                  task=args.task)
         else:
             training.train_joint(source, str(stage.teacher), dataset, stage.out, settings, task=args.task)
         say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")

@@ -161,7 +161,11 @@ class TRBertEncoder(nn.Module):
         still serve as keys and values: `order` merges [h; states] example by example."""
         sa = layer.attention.self
         if memory is None:
-            context = self._attention(layer, sa.query(h), sa.key(h), sa.value(h), present)
+            if hasattr(sa, "qkv"):  # the stacked projection `quantize_int8` adds: one call instead of three
+                q, k, v = sa.qkv(h).split(sa.all_head_size, dim=-1)
+            else:
+                q, k, v = sa.query(h), sa.key(h), sa.value(h)
+            context = self._attention(layer, q, k, v, present)
         else:
             states, order, attended = memory
             both = torch.cat([h, states])[order]

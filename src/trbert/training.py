@@ -7,6 +7,9 @@
 3. `train_joint`: every parameter, distillation from the stage-1 model's logits plus the same
    REINFORCE term.
 
+Optionally, `train_capped` then tunes the backbone to a token budget (`max_keep_ratio`) tighter than
+what the policies keep: the policies frozen and applied as at inference, distillation only.
+
 Every stage takes `task=`: "classification" (the default), "question-answering" or
 "token-classification" (`trbert.tasks`).
 
@@ -204,7 +207,16 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
 
 
 # ---------------------------------------------------------------------------- stages 2 and 3
-class ReductionTrainer(Trainer):
+class _ExtraLog(Trainer):
+    """A Trainer that adds the figures its loss left in `self._extra` (reward, kept fraction) to its logs."""
+
+    def log(self, logs, *args, **kwargs):
+        if getattr(self, "_extra", None) and "loss" in logs:
+            logs = {**logs, **{k: round(v, 4) for k, v in self._extra.items()}}
+        super().log(logs, *args, **kwargs)
+
+
+class ReductionTrainer(_ExtraLog):
     """A Trainer whose loss is the TR-BERT objective: REINFORCE on the keep actions, plus distillation
     from `teacher` (a model run alongside, in eval mode) in the joint stage."""
 
@@ -253,10 +265,26 @@ class ReductionTrainer(Trainer):
     def _log_extra(self, reward, kept, task_loss):
         self._extra = {"reward": reward.mean().item(), "kept": kept.mean().item(), "task_loss": task_loss.mean().item()}
 
-    def log(self, logs, *args, **kwargs):
-        if getattr(self, "_extra", None) and "loss" in logs:
-            logs = {**logs, **{k: round(v, 4) for k, v in self._extra.items()}}
-        super().log(logs, *args, **kwargs)
+
+class CappedTrainer(_ExtraLog):
+    """Distillation with the keep decisions made as at inference (no sampling): the keep rule, then the
+    per-example budget `max_keep_ratio`. The policies are frozen; the backbone and head learn to work
+    from the tokens the budget leaves them."""
+
+    def __init__(self, *args, task: Task, teacher, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task = task
+        self.teacher = teacher.to(self.args.device).eval().requires_grad_(False)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        for key in self.task.label_keys:
+            inputs.pop(key)
+        out = model(**inputs, sample=False, masked=False)
+        with torch.no_grad():
+            teacher = self.teacher(**inputs)
+        loss = self.task.distill(out, teacher, inputs["attention_mask"])
+        self._extra = {"kept": out.kept_fraction.mean().item()}
+        return (loss, out) if return_outputs else loss
 
 
 def _merge_outputs(a, b, order: torch.Tensor):
@@ -362,6 +390,29 @@ def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: Stag
     the model in `teacher` (stage 1's folder, or a module such as `trbert.long.SegmentBaseline`, run
     on each batch) plus the REINFORCE term."""
     return _reduction_stage(source, dataset, out_dir, settings, get_task(task), teacher, model_overrides)
+
+
+def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings, max_keep_ratio: float,
+                 task: str | Task = "classification") -> Path:
+    """After stage 3: cap the tokens every step keeps at `max_keep_ratio` of each example's tokens (the
+    policies' best-scoring ones) and tune the backbone and head to the cap by distillation from
+    `teacher` (stage 1's folder), the policies frozen. The cap is saved in the model's config. A cap
+    applied without this stage costs more accuracy: the backbone was tuned on what the policies keep."""
+    task = get_task(task)
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = task.tr_class.from_pretrained(source, max_keep_ratio=max_keep_ratio)
+    for name, p in model.named_parameters():
+        p.requires_grad = ".policy." not in name
+    train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
+    checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
+    trainer = CappedTrainer(
+        model=model, args=_training_args(checkpoints, settings), train_dataset=train,
+        data_collator=Collator(tokenizer), task=task, teacher=task.auto_class.from_pretrained(teacher),
+    )
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
+    model.requires_grad_(True)
+    return out
 
 
 # ---------------------------------------------------------------------------- re-tuning a head on fixed states
