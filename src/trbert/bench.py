@@ -80,7 +80,7 @@ PRESETS = {
         timed_b1=32, timed_b32=64, rounds=3,
     ),
     # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
-    # full`, or trained here), every rival. Measured: measuring 42 minutes; the rivals' training ran in
+    # full`, or trained here), every rival. Measured: measuring 42-54 minutes (54 with the capped model); the rivals' training ran in
     # pieces (interrupted, resumed), its last piece (from the fourth fewer-layers model on) 28 minutes.
     "full": BenchPreset(
         name="full", recipe="full",

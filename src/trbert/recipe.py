@@ -259,7 +259,10 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         f"{preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
         f"keep rule at inference: {preset.keep_rule}; reduction steps before layers "
         f"{', '.join(map(str, preset.reduction_layers or [1, 3]))} unless the method names others "
-        "(layer 0: a step on the embeddings)",
+        "(layer 0: a step on the embeddings)" + (
+            f"; capped models: the joint model with a budget of max_keep_ratio of each article's tokens per "
+            f"step, tuned to it {preset.capped_stage.epochs:g} epoch(s) by distillation (policies frozen)"
+            if preset.capped else ""),
         "",
         table(records),
         "",
