@@ -20,10 +20,14 @@ and the same for every method).
 """
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from .configuration import TRBertConfig
+
+if TYPE_CHECKING:
+    from .strategies import KeepStrategy
 
 
 @dataclass
