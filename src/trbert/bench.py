@@ -80,8 +80,9 @@ PRESETS = {
         timed_b1=32, timed_b32=64, rounds=3,
     ),
     # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
-    # full`, or trained here), every rival. Measured: measuring 42-54 minutes (54 with the capped model); the rivals' training ran in
-    # pieces (interrupted, resumed), its last piece (from the fourth fewer-layers model on) 28 minutes.
+    # full`, or trained here), every rival. Measured: measuring 54 minutes (with the capped model); the
+    # rivals' training ran in pieces (interrupted, resumed), its last piece (from the fourth fewer-layers
+    # model on) 28 minutes.
     "full": BenchPreset(
         name="full", recipe="full",
         truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],
@@ -204,8 +205,7 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
     if preset.layouts is not None:
         changes["layouts"] = dict(preset.layouts)
     rp = replace(base, **changes)
-    trained = {(tuple(layers), a) for layers, alphas in rp.layouts.items() for a in alphas}
-    trained |= {(tuple(rp.reduction_layers or [1, 3]), a) for a in rp.alphas}
+    trained = rp.trained()  # the bench's own alphas and layouts may leave out a model the recipe caps
     rp = replace(rp, capped={key: caps for key, caps in rp.capped.items() if (tuple(key[0]), key[1]) in trained})
     if not progress:
         rp = recipe.quiet(rp)
@@ -279,9 +279,8 @@ def build_methods(folders: dict, threads: int) -> list[Method]:
         thresholds = ", ".join(f"{t:.3g}" for t in model.config.score_thresholds)
         setting = f"lambda={lambda_:g} (thresholds {thresholds})" + (", fine-tuned" if is_tuned else "")
         methods.append(torch_method("ltp", setting, model, n))
-    trs = [(alpha, None, folder) for alpha, folder in folders["tr"].items()]
-    trs += [(alpha, layers, folder) for (layers, alpha), folder in folders.get("layouts", {}).items()]
-    trs = [(alpha, layers, None, folder) for alpha, layers, folder in trs]
+    trs = [(alpha, None, None, folder) for alpha, folder in folders["tr"].items()]
+    trs += [(alpha, layers, None, folder) for (layers, alpha), folder in folders.get("layouts", {}).items()]
     trs += [(alpha, layers, cap, folder) for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
     for alpha, layers, cap, folder in trs:
         model = TRBertForSequenceClassification.from_pretrained(folder)

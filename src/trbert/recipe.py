@@ -52,6 +52,12 @@ class Preset:
     timing_repeats: int = 1
     batch_sizes: tuple[int, ...] = (1, 32)
 
+    def trained(self) -> set[tuple[tuple[int, ...], float]]:
+        """(reduction layers, alpha) of every TR model the preset trains (the keys `capped` may name)."""
+        default = tuple(self.reduction_layers or [1, 3])
+        return ({(default, a) for a in self.alphas}
+                | {(tuple(layers), a) for layers, alphas in self.layouts.items() for a in alphas})
+
 
 PRESETS = {
     # About 16 minutes on 2 cores (measured): 128 tokens, policy and joint stages on part of the data.
@@ -113,7 +119,7 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
     runs = [(None, alpha, run_dir / f"alpha-{alpha:g}") for alpha in preset.alphas]
     runs += [(layers, alpha, run_dir / f"layers-{'-'.join(map(str, layers))}" / f"alpha-{alpha:g}")
              for layers, alphas in preset.layouts.items() for alpha in alphas]
-    models, layouts = {}, {}
+    models, layouts, joints = {}, {}, {}
     for layers, alpha, folder in runs:
         overrides = {"keep_rule": preset.keep_rule}
         if layers or preset.reduction_layers:
@@ -128,10 +134,10 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
             models[alpha] = folder / "joint"
         else:
             layouts[(tuple(layers), alpha)] = folder / "joint"
+        joints[(tuple(layers or preset.reduction_layers or [1, 3]), alpha)] = folder / "joint"
     capped = {}
     for (layers, alpha), caps in preset.capped.items():
-        joint = layouts.get((tuple(layers), alpha)) or (models.get(alpha) if list(layers) == list(
-            preset.reduction_layers or [1, 3]) else None)
+        joint = joints.get((tuple(layers), alpha))
         if joint is None:
             raise ValueError(f"capped: no TR model with reduction layers {list(layers)} and alpha {alpha:g} "
                              "in the preset")
