@@ -39,12 +39,25 @@ def test_quantize_int8_keeps_policies_fp32_and_leaves_the_input_alone():
     for layer in q.bert.encoder.layer:
         linears = [layer.attention.self.query, layer.attention.self.key, layer.attention.self.value,
                    layer.attention.output.dense, layer.intermediate.dense, layer.output.dense]
-        assert all(type(m) is DynamicLinear and m.weight().dtype == torch.qint8 for m in linears)
-    assert type(q.classifier) is DynamicLinear and type(q.bert.pooler.dense) is DynamicLinear
+        assert all(isinstance(m, DynamicLinear) and m.weight().dtype == torch.qint8 for m in linears)
+    assert isinstance(q.classifier, DynamicLinear) and isinstance(q.bert.pooler.dense, DynamicLinear)
     # The input: still fp32 everywhere, the same weights.
-    assert all(type(m) is not DynamicLinear for m in model.modules())
+    assert not any(isinstance(m, DynamicLinear) for m in model.modules())
     after = model.state_dict()
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_int8_linear_layers_compute_what_torchs_do():
+    """quantize_int8's linear layers skip the checks of torch's forward; the same kernel, the same outputs."""
+    q = quantize_int8(spread_policy(trbert.TRBertForSequenceClassification(tiny_config(num_labels=3))))
+    ids, mask = tiny_batch(LENGTHS)
+    with torch.inference_mode():
+        ours = q(input_ids=ids, attention_mask=mask).logits
+        for m in q.modules():
+            if isinstance(m, DynamicLinear):
+                m.__class__ = DynamicLinear
+        theirs = q(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(ours, theirs)
 
 
 def test_quantized_trbert_runs_with_per_example_lengths_close_to_fp32():
@@ -71,7 +84,7 @@ def test_int8_stacked_query_key_value_gives_the_three_projections_outputs():
     ids, mask = tiny_batch(LENGTHS)
     for layer in q.bert.encoder.layer:
         sa = layer.attention.self
-        assert type(sa.qkv) is DynamicLinear and sa.qkv.weight().shape == (3 * sa.all_head_size, sa.all_head_size)
+        assert isinstance(sa.qkv, DynamicLinear) and sa.qkv.weight().shape == (3 * sa.all_head_size, sa.all_head_size)
     with torch.no_grad():
         fused = q(input_ids=ids, attention_mask=mask)
         for layer in q.bert.encoder.layer:
@@ -85,7 +98,7 @@ def test_int8_stacked_query_key_value_gives_the_three_projections_outputs():
 def test_quantize_int8_plain_transformers_model():
     model = plain_classifier()
     q = quantize_int8(model)
-    assert sum(type(m) is DynamicLinear for m in q.modules()) == 4 * 6 + 2  # every layer, pooler, classifier
+    assert sum(isinstance(m, DynamicLinear) for m in q.modules()) == 4 * 6 + 2  # every layer, pooler, classifier
     ids, mask = tiny_batch(LENGTHS)
     with torch.no_grad():
         expected, got = model(input_ids=ids, attention_mask=mask).logits, q(input_ids=ids, attention_mask=mask).logits

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from .reduction import TRBertEncoder
@@ -58,7 +59,22 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             if isinstance(m, nn.Linear) and id(m) not in fp32
         }
         quantized = quantize_dynamic(model, spec, dtype=torch.qint8, inplace=True)
+    for module in quantized.modules():
+        if type(module) is DynamicInt8Linear:
+            module.__class__ = _Int8Linear
     return quantized.eval()
+
+
+class _Int8Linear(DynamicInt8Linear):
+    """torch's dynamic int8 linear layer (the same weights, state and kernel call) without the checks its
+    forward makes on every call: with a few tokens per call they are a quarter of its time (measured: 39
+    against 54 microseconds for 10 tokens, 384 -> 384)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _LINEAR_INT8(x, self._packed_params._packed_params, True)  # True: reduce_range, as torch's
+
+
+_LINEAR_INT8 = torch.ops.quantized.linear_dynamic.default
 
 
 def _fuse_query_key_value(encoder: TRBertEncoder) -> None:

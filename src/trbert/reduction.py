@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -134,21 +135,19 @@ class TRBertEncoder(nn.Module):
         """Self-attention over packed tokens: one call per example (no padding, no mask). `attended`:
         per example the number of keys and values, when it differs from the queries' `present`."""
         sa = layer.attention.self
-        attend: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        implementation = self.config._attn_implementation
+        sdpa = implementation == "sdpa"  # no mask to build or check: PyTorch's kernel directly
+        attend: Callable = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = sa.dropout.p if self.training else 0.0
         attended = attended or present
 
         def run(qe, ke, ve, batch):  # [batch * len, H, dh] -> [batch * len, H * dh]
             shape = (batch, -1, sa.num_attention_heads, sa.attention_head_size)
-            out, _ = attend(
-                sa,
-                qe.reshape(shape).transpose(1, 2),
-                ke.reshape(shape).transpose(1, 2),
-                ve.reshape(shape).transpose(1, 2),
-                None,
-                dropout=dropout,
-                scaling=sa.scaling,
-            )
+            q4, k4, v4 = (x.reshape(shape).transpose(1, 2) for x in (qe, ke, ve))
+            if sdpa:
+                out = F.scaled_dot_product_attention(q4, k4, v4, dropout_p=dropout, scale=sa.scaling).transpose(1, 2)
+            else:
+                out, _ = attend(sa, q4, k4, v4, None, dropout=dropout, scaling=sa.scaling)
             return out.reshape(-1, sa.all_head_size)
 
         if len(set(present)) == 1 and len(set(attended)) == 1:  # equal lengths: one batched call
@@ -170,8 +169,7 @@ class TRBertEncoder(nn.Module):
             states, order, attended = memory
             both = torch.cat([h, states])[order]
             context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), present, attended)
-        attention_output = layer.attention.output(context, h)
-        return layer.feed_forward_chunk(attention_output)
+        return _after_attention(layer, context, h, self.training)
 
     def _layer_padded(self, layer: BertLayer, h, example, rank, present: list[int]) -> torch.Tensor:
         m = max(present)
@@ -216,7 +214,8 @@ class TRBertEncoder(nn.Module):
         B, n, d = hidden.shape
         length = mask.sum(1)
         example, position = mask.nonzero(as_tuple=True)
-        h = hidden[example, position]
+        # Without padding the packed tokens are the batch's rows in order: a view, no gather.
+        h = hidden.reshape(B * n, d) if len(example) == B * n else hidden[example, position]
         counts = length  # tokens present in each example
         present = counts.tolist()
         rank = _ranks(example, counts)
@@ -224,7 +223,7 @@ class TRBertEncoder(nn.Module):
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
         log_prob, exits = None, None
-        as_keys = self.config.skipped_as_keys
+        as_keys, packed = self.config.skipped_as_keys, self.config.execution == "packed"
         skipped_h, skipped_example, memory = h[:0], example[:0], None
         segments = None  # tokens per segment, in packed order, while attention stays within segments
         if segment is not None:
@@ -242,8 +241,9 @@ class TRBertEncoder(nn.Module):
                 if as_keys:
                     skipped_h = torch.cat([skipped_h, h[skip]])
                     skipped_example = torch.cat([skipped_example, example[skip]])
-                h, example, position = h[keep], example[keep], position[keep]
-                counts = torch.zeros_like(length).index_add(0, example, torch.ones_like(example))
+                counts = torch.zeros_like(length).index_add(0, example, keep.long())
+                where = keep.nonzero().squeeze(1)  # once, for the three gathers
+                h, example, position = h[where], example[where], position[where]
                 kept[:, step] = counts
                 present = counts.tolist()
                 rank = _ranks(example, counts)
@@ -253,12 +253,14 @@ class TRBertEncoder(nn.Module):
                 segments = None  # from here on the kept tokens of all segments attend to each other
             if segments is not None:
                 h = self._layer_packed(layer, h, segments)
-            elif self.config.execution == "packed" or memory is not None:
+            elif packed or memory is not None:
                 h = self._layer_packed(layer, h, present, memory)
             else:
                 h = self._layer_padded(layer, h, example, rank, present)
         if restore:
             out[example, position] = h
+        elif B == 1:
+            out = h[None]
         else:
             out = h.new_zeros(B, max(present), d)
             out[example, rank] = h
@@ -293,6 +295,24 @@ class TRBertEncoder(nn.Module):
         return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states, *(exits or (None, None)))
 
 
+def _after_attention(layer: BertLayer, context: torch.Tensor, h: torch.Tensor, training: bool) -> torch.Tensor:
+    """The rest of a BERT layer after self-attention (BertSelfOutput, BertIntermediate, BertOutput) as
+    plain function calls on the layer's own weights: the same arithmetic with fewer module calls. At
+    batch 1 with few tokens kept the calls cost about as much as the arithmetic."""
+    out, inter, last = layer.attention.output, layer.intermediate, layer.output
+    a = _norm(_dropout(out.dense(context), out.dropout, training) + h, out.LayerNorm)
+    x = inter.intermediate_act_fn(inter.dense(a))
+    return _norm(_dropout(last.dense(x), last.dropout, training) + a, last.LayerNorm)
+
+
+def _dropout(x: torch.Tensor, dropout: nn.Dropout, training: bool) -> torch.Tensor:
+    return F.dropout(x, dropout.p, True) if training else x
+
+
+def _norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
 def _record_exits(exits, prediction, leaving, example, position, shape):
     """Write the strategy's prediction for the tokens leaving at a step (`leaving`: [T] bool over the
     present tokens at `example`, `position`) into (outputs [B, n, C], exited [B, n]), made on first use;
@@ -311,6 +331,8 @@ def _record_exits(exits, prediction, leaving, example, position, shape):
 
 def _ranks(example: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Index of each packed token within its example (tokens are grouped by example, in order)."""
+    if len(present) == 1:
+        return torch.arange(len(example), device=example.device)
     offsets = torch.cumsum(present, 0) - present
     return torch.arange(len(example), device=example.device) - offsets.to(example.device)[example]
 
@@ -318,7 +340,8 @@ def _ranks(example: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
 def _rank_within_example(key: torch.Tensor, tokens: Tokens) -> torch.Tensor:
     """Rank of each token by `key` (descending) among the tokens of its example."""
     by_key = torch.argsort(key, descending=True, stable=True)
-    order = by_key[torch.argsort(tokens.example[by_key], stable=True)]
+    # Tokens grouped by example, by key within each (one example: the order by key is that order).
+    order = by_key if len(tokens.present) == 1 else by_key[torch.argsort(tokens.example[by_key], stable=True)]
     rank = torch.empty_like(order)
     rank[order] = _ranks(tokens.example[order], tokens.present)
     return rank
