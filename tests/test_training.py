@@ -118,6 +118,32 @@ def test_capped_stage_keeps_within_the_cap_and_tunes_only_the_backbone(finetuned
     assert marker_kept >= 0.95 and accuracy >= 0.9, (accuracy, marker_kept, fraction)
 
 
+def test_distillation_computes_the_teacher_logits_once_per_training_set(finetuned, tmp_path, monkeypatch):
+    data = synthetic(48, seed=6)
+    tok = BertTokenizerFast.from_pretrained(finetuned)
+    logits = training.teacher_logits(finetuned, training.tokenize_dataset(data, tok, 64), tok, progress=False)
+    teacher = AutoModelForSequenceClassification.from_pretrained(finetuned).eval()
+    with torch.no_grad():
+        expected = teacher(**tok(list(data["text"]), truncation=True, max_length=64, padding=True,
+                                 return_tensors="pt")).logits
+    assert logits.shape == (48, 3) and torch.allclose(logits, expected, atol=1e-5)
+    # The same rows tokenized again (as the next stage does): the same tensor, the teacher not run again.
+    assert training.teacher_logits(finetuned, training.tokenize_dataset(data, tok, 64), tok, progress=False) is logits
+    with pytest.raises(ValueError, match="per-token"):
+        training.teacher_logits(finetuned, training.tokenize_dataset(data, tok, 64), tok, task="token-classification")
+    # A joint stage on those rows distils from them: the teacher's forward never runs.
+    settings = training.StageSettings(epochs=1, learning_rate=1e-2, batch_size=16, max_length=64, samples=2,
+                                      save_steps=1000)
+    policy = training.train_policy(finetuned, data, tmp_path / "policy", settings, reduction_layers=[0])
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("the teacher ran during training")
+
+    monkeypatch.setattr(type(teacher), "forward", no_forward)
+    training.train_joint(policy, finetuned, data, tmp_path / "joint", settings)
+    assert training.stage_done(tmp_path / "joint")
+
+
 def test_interrupted_stage_resumes_from_last_complete_checkpoint(backbone, tmp_path, monkeypatch):
     settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, save_steps=3)
     data = synthetic(128, seed=6)  # 8 steps: checkpoints at 3 and 6, then the end

@@ -137,7 +137,7 @@ class TRBertEncoder(nn.Module):
         sa = layer.attention.self
         implementation = self.config._attn_implementation
         sdpa = implementation == "sdpa"  # no mask to build or check: PyTorch's kernel directly
-        attend: Callable = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        attend: Callable | None = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = sa.dropout.p if self.training else 0.0
         attended = attended or present
 

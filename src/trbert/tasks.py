@@ -34,6 +34,9 @@ class Task:
     auto_class: type  # the plain transformers model of stage 1
     tr_class_name: str  # the trbert model of stages 2 and 3
     label_keys: tuple[str, ...]
+    # The teacher's output is one logit vector per example (not per token): distillation can compute it
+    # once for the whole training set (`trbert.training.teacher_logits`) instead of on every batch.
+    per_example_logits = False
 
     @property
     def tr_class(self):
@@ -65,6 +68,7 @@ class Classification(Task):
     auto_class = AutoModelForSequenceClassification
     tr_class_name = "TRBertForSequenceClassification"
     label_keys = ("labels",)
+    per_example_logits = True
 
     def features(self, dataset, tokenizer, max_length):
         return dataset.map(
@@ -84,6 +88,7 @@ class MultiLabel(Task):
     auto_class = AutoModelForSequenceClassification
     tr_class_name = "TRBertForSequenceClassification"
     label_keys = ("labels",)
+    per_example_logits = True
 
     def features(self, dataset, tokenizer, max_length):
         n = len(dataset.features["labels"].feature.names)

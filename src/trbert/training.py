@@ -18,6 +18,7 @@ last complete one) and, at its end, its model folder atomically: a killed run ne
 folder that half-loads. Runs as one process or several (`torchrun`, `accelerate launch`).
 """
 
+import hashlib
 import json
 import math
 import os
@@ -25,9 +26,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -36,6 +39,7 @@ from .tasks import IGNORE, Task, get_task
 
 TRAINER_STATE = "trainer_state.json"  # written last into a Trainer checkpoint: its presence marks it complete
 LOG_KEYS = ("step", "epoch", "loss", "task_loss", "reward", "kept", "learning_rate", "grad_norm")
+TEACHER_LOGITS = "teacher_logits"  # a training column: the teacher's logits for the example (`teacher_logits`)
 
 
 @dataclass
@@ -148,6 +152,40 @@ class Collator(DataCollatorWithPadding):
         return batch
 
 
+_TEACHER_MEMO: dict = {}
+
+
+def teacher_logits(teacher: str, train, tokenizer, task: str | Task = "classification", batch_size: int = 16,
+                   progress: bool = True) -> torch.Tensor:
+    """[N, C] the logits of the model in the folder `teacher` (in eval mode) for each row of the tokenized
+    training set `train`. Distillation takes them from here instead of running the teacher on every
+    batch: once per teacher and training set in a process, however many epochs and stages use them
+    (the joint stages of a recipe share one teacher). Tasks with one logit vector per example only."""
+    task = get_task(task)
+    if not task.per_example_logits:
+        raise ValueError(f"task {task.name!r} has per-token teacher outputs: they are computed batch by batch")
+    folder = Path(teacher)
+    inputs = train.select_columns([k for k in ("input_ids", "attention_mask", "token_type_ids") if k in train.column_names])
+    content = hashlib.sha1(json.dumps(inputs.to_dict()).encode()).hexdigest()  # the same rows, whichever stage
+    stamp = max(f.stat().st_mtime_ns for f in folder.iterdir()) if folder.is_dir() else None  # rewritten: anew
+    key = (str(teacher), stamp, content)
+    if key not in _TEACHER_MEMO:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = task.auto_class.from_pretrained(teacher).to(device).eval()
+        lengths = [len(ids) for ids in inputs["input_ids"]]
+        order = sorted(range(len(inputs)), key=lengths.__getitem__)  # batches of similar lengths: little padding
+        collate, logits = Collator(tokenizer), [None] * len(inputs)
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(order), batch_size), desc="teacher logits", disable=not progress):
+                rows = order[start:start + batch_size]
+                batch = collate([inputs[i] for i in rows])
+                out = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+                for i, row in zip(rows, out):
+                    logits[i] = row
+        _TEACHER_MEMO[key] = torch.stack(logits)
+    return _TEACHER_MEMO[key]
+
+
 def _training_args(folder: Path, s: StageSettings, **overrides) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(folder),
@@ -233,6 +271,7 @@ class ReductionTrainer(_ExtraLog):
         if self.frozen_backbone:
             model.eval()  # no dropout in the frozen backbone: rewards differ only by the sampled actions
         labels = {k: inputs.pop(k) for k in self.task.label_keys}
+        cached = inputs.pop(TEACHER_LOGITS, None)
         K = self.samples
         guided = K > 1 and self.state.global_step < self.guide_rate * self.state.max_steps
         repeated = {k: v.repeat_interleave(K, dim=0) for k, v in inputs.items()}
@@ -253,8 +292,7 @@ class ReductionTrainer(_ExtraLog):
         advantage = (reward - reward.mean(dim=1, keepdim=True)).view(-1)
         loss = -(advantage * out.keep_log_prob).mean()
         if self.teacher is not None:
-            with torch.no_grad():
-                teacher = self.teacher(**inputs)
+            teacher = _teacher_outputs(self.teacher, inputs, cached)
             for name in ("logits", "start_logits", "end_logits"):
                 if getattr(teacher, name, None) is not None:
                     setattr(teacher, name, getattr(teacher, name).repeat_interleave(K, dim=0))
@@ -279,12 +317,21 @@ class CappedTrainer(_ExtraLog):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         for key in self.task.label_keys:
             inputs.pop(key)
+        cached = inputs.pop(TEACHER_LOGITS, None)
         out = model(**inputs, sample=False, masked=False)
-        with torch.no_grad():
-            teacher = self.teacher(**inputs)
+        teacher = _teacher_outputs(self.teacher, inputs, cached)
         loss = self.task.distill(out, teacher, inputs["attention_mask"])
         self._extra = {"kept": out.kept_fraction.mean().item()}
         return (loss, out) if return_outputs else loss
+
+
+def _teacher_outputs(teacher, inputs: dict, cached: torch.Tensor | None):
+    """The teacher's outputs for a batch: its logits from the training set's `TEACHER_LOGITS` column when
+    there is one, else a forward pass."""
+    if cached is not None:
+        return SimpleNamespace(logits=cached)
+    with torch.no_grad():
+        return teacher(**inputs)
 
 
 def _merge_outputs(a, b, order: torch.Tensor):
@@ -360,6 +407,8 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = task.tr_class.from_pretrained(source, **model_overrides)
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
+    if isinstance(teacher, str | os.PathLike):
+        train = _with_teacher_logits(train, teacher, tokenizer, task, settings)
     if teacher is None:
         for name, p in model.named_parameters():
             p.requires_grad = ".policy." in name
@@ -374,6 +423,14 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
     out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
     model.requires_grad_(True)
     return out
+
+
+def _with_teacher_logits(train, teacher, tokenizer, task: Task, settings: StageSettings):
+    """`train` plus the teacher's logits as a column, for tasks whose teacher output is per example."""
+    if not task.per_example_logits:
+        return train
+    logits = teacher_logits(str(teacher), train, tokenizer, task, progress=not settings.extra.get("disable_tqdm"))
+    return train.add_column(TEACHER_LOGITS, logits.tolist())
 
 
 def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, task: str | Task = "classification",
@@ -405,6 +462,7 @@ def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: Sta
     for name, p in model.named_parameters():
         p.requires_grad = ".policy." not in name
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
+    train = _with_teacher_logits(train, teacher, tokenizer, task, settings)
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = CappedTrainer(
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
