@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -166,9 +167,12 @@ def teacher_logits(teacher: str, train, tokenizer, task: str | Task = "classific
         raise ValueError(f"task {task.name!r} has per-token teacher outputs: they are computed batch by batch")
     folder = Path(teacher)
     inputs = train.select_columns([k for k in ("input_ids", "attention_mask", "token_type_ids") if k in train.column_names])
-    content = hashlib.sha1(json.dumps(inputs.to_dict()).encode()).hexdigest()  # the same rows, whichever stage
+    content = hashlib.sha1()  # the same rows, whichever stage tokenized them
+    for name in inputs.column_names:
+        for row in inputs[name]:
+            content.update(np.asarray([len(row), *row], dtype=np.int64).tobytes())
     stamp = max(f.stat().st_mtime_ns for f in folder.iterdir()) if folder.is_dir() else None  # rewritten: anew
-    key = (str(teacher), stamp, content)
+    key = (str(teacher), stamp, content.hexdigest())
     if key not in _TEACHER_MEMO:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = task.auto_class.from_pretrained(teacher).to(device).eval()
