@@ -66,3 +66,23 @@ def test_full_keep_equals_transformers(backbone, head, execution, tmp_path):
         torch.testing.assert_close(got[real], expected[real], atol=1e-5, rtol=0)
     else:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_training_mode_dropout_matches_transformers(tmp_path):
+    """In training mode with every token kept and one unpadded example, the packed layers draw the same
+    dropout masks in the same order as transformers' layers: the same outputs from the same seed."""
+    config = _plain_config("bert", 3)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.1
+    plain = BertModel(config).train()
+    plain.save_pretrained(tmp_path)
+    model = trbert.TRBertModel.from_pretrained(tmp_path).train()
+    ids, mask = tiny_batch([17])
+    keep = [torch.ones_like(ids, dtype=torch.bool)] * len(model.config.reduction_layers)
+    torch.manual_seed(3)
+    expected = plain(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.manual_seed(3)
+    got = model(input_ids=ids, attention_mask=mask, keep_actions=keep, masked=False).last_hidden_state
+    torch.manual_seed(4)
+    other = model(input_ids=ids, attention_mask=mask, keep_actions=keep, masked=False).last_hidden_state
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert (other - expected).abs().max() > 1e-3  # dropout is on: another seed, other outputs
