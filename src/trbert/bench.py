@@ -80,9 +80,8 @@ PRESETS = {
         timed_b1=32, timed_b32=64, rounds=3,
     ),
     # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
-    # full`, or trained here), every rival. Measured: measuring 54 minutes (with the capped model); the
-    # rivals' training ran in pieces (interrupted, resumed), its last piece (from the fourth fewer-layers
-    # model on) 28 minutes.
+    # full`, or trained here), every rival. Measured on 2 cores: measuring 49 minutes; training the rivals
+    # from nothing (given the recipe's models) 34-44 minutes, timed in two pieces.
     "full": BenchPreset(
         name="full", recipe="full",
         truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],

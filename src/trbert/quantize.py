@@ -65,6 +65,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized.eval()
 
 
+_LINEAR_INT8 = torch.ops.quantized.linear_dynamic.default
+
+
 class _Int8Linear(DynamicInt8Linear):
     """torch's dynamic int8 linear layer (the same weights, state and kernel call) without the checks its
     forward makes on every call: with a few tokens per call they are a quarter of its time (measured: 39
@@ -72,9 +75,6 @@ class _Int8Linear(DynamicInt8Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _LINEAR_INT8(x, self._packed_params._packed_params, True)  # True: reduce_range, as torch's
-
-
-_LINEAR_INT8 = torch.ops.quantized.linear_dynamic.default
 
 
 def _fuse_query_key_value(encoder: TRBertEncoder) -> None:
