@@ -39,7 +39,8 @@ def test_python_dash_m_runs_the_cli():
 
 
 def test_bad_arguments_exit_with_usage_error(capsys):
-    for argv in [[], ["speed", "--lengths", "4096"], ["speed", "--repeats", "0"]]:
+    for argv in [[], ["speed", "--lengths", "4096"], ["speed", "--repeats", "0"],
+                 ["train", "--stage", "finetune", "--out", "x", "--attention-dropout", "1"]]:
         with pytest.raises(SystemExit) as exit_info:
             main(argv)
         assert exit_info.value.code == 2

@@ -256,7 +256,8 @@ def test_predict_rejects_empty_texts_with_a_clear_message(run, tmp_path, capsys)
 @pytest.mark.parametrize("command,options", [
     ("train", ["--stage", "--out", "--source", "--teacher", "--backbone", "--data", "--alpha", "--samples",
                "--reduction-layers", "--max-examples", "-log.jsonl", "torchrun", "--task", "--guide-rate",
-               "--protect-question", "early-exit", "--exit-threshold", "--skipped-as-keys"]),
+               "--protect-question", "early-exit", "--exit-threshold", "--skipped-as-keys",
+               "--attention-dropout"]),
     ("eval", ["--model", "--full-model", "--split", "--timing-repeats", "--json", "keep_threshold=0",
               "question-answering", "entity F1"]),
     ("predict", ["--model", "TEXT", "--file", "--json", "--text-column", "--question", "--context"]),

@@ -15,10 +15,10 @@ import shutil
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertTokenizerFast
+from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
 
 import trbert
-from conftest import LABELS, MARKERS, synthetic
+from conftest import LABELS, MARKERS, synthetic, tiny_batch, tiny_config
 from trbert import training
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,71 @@ def test_joint_stage_and_checkpoints_load_through_auto(finetuned, tmp_path):
     state = json.loads((tmp_path / "joint-checkpoints" / last.split("/")[-1] / "trainer_state.json").read_text())
     assert state["global_step"] == 5
     assert not list(tmp_path.glob(".joint.*"))  # no staging folder left behind
+
+
+def test_attention_dropout_setting_reaches_the_trained_model(backbone, finetuned, tmp_path):
+    short = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=64, samples=2, save_steps=1000)
+    assert AutoConfig.from_pretrained(backbone).attention_probs_dropout_prob == 0.1  # BERT's default
+    out = training.finetune(backbone, synthetic(16, seed=6), tmp_path / "ft",
+                            training.StageSettings(**short, attention_dropout=0.25), label_names=LABELS)
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.attention_probs_dropout_prob == 0.25
+    assert model.bert.encoder.layer[0].attention.self.dropout.p == 0.25
+    # The next stage keeps the checkpoint's rate unless it names one.
+    policy = training.train_policy(str(out), synthetic(16, seed=6), tmp_path / "policy",
+                                   training.StageSettings(**short), reduction_layers=[0])
+    assert AutoConfig.from_pretrained(policy).attention_probs_dropout_prob == 0.25
+    joint = training.train_joint(str(policy), finetuned, synthetic(16, seed=6), tmp_path / "joint",
+                                 training.StageSettings(**short, attention_dropout=0.0))
+    assert AutoConfig.from_pretrained(joint).attention_probs_dropout_prob == 0.0
+    with pytest.raises(ValueError, match="attention_dropout"):
+        training.finetune(backbone, synthetic(16, seed=6), tmp_path / "bad",
+                          training.StageSettings(**short, attention_dropout=1.0), label_names=LABELS)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_bf16_setting_trains_under_autocast_and_saves_fp32_weights(backbone, finetuned, tmp_path):
+    short = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=64, samples=2, save_steps=1000, bf16=True)
+    seen = []  # (module class, autocast on, its dtype) for every module call while training
+
+    def record(module, args, output):
+        seen.append((type(module).__name__, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        ft = training.finetune(backbone, synthetic(16, seed=6), tmp_path / "ft", training.StageSettings(**short),
+                               label_names=LABELS)
+        seen_ft, seen[:] = list(seen), []
+        policy = training.train_policy(ft, synthetic(16, seed=6), tmp_path / "policy",
+                                       training.StageSettings(**short), reduction_layers=[0])
+        seen_policy, seen[:] = list(seen), []
+        training.train_policy(ft, synthetic(16, seed=6), tmp_path / "policy-fp32",
+                              training.StageSettings(**{**short, "bf16": False}), reduction_layers=[0])
+    finally:
+        handle.remove()
+    for calls in (seen_ft, seen_policy):
+        linear = [(on, dtype) for name, on, dtype in calls if name == "Linear"]
+        assert linear and all(on and dtype == torch.bfloat16 for on, dtype in linear)
+    assert seen and not any(on for _, on, _ in seen)  # without bf16: no autocast
+    for folder in (ft, policy):
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_keep_log_prob_is_computed_in_fp32_under_bf16_autocast():
+    # Confident policies (p near 1) and actions that skip every token: in bfloat16 1 - p rounds to 0.
+    model = trbert.TRBertForSequenceClassification(tiny_config(reduction_layers=[0, 2], num_labels=3)).train()
+    for policy in model.bert.encoder.policy:
+        torch.nn.init.constant_(policy.out.bias, 12.0)
+    ids, mask = tiny_batch([20, 13, 30, 7])
+    skip_all = [torch.zeros_like(ids)] * 2
+    reference = model(input_ids=ids, attention_mask=mask, keep_actions=skip_all, masked=False).keep_log_prob
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(input_ids=ids, attention_mask=mask, keep_actions=skip_all, masked=False)
+    assert out.keep_log_prob.dtype == torch.float32 and torch.isfinite(out.keep_log_prob).all()
+    torch.testing.assert_close(out.keep_log_prob, reference, rtol=0.05, atol=0.0)
+    # The first step skips all but [CLS], each at log(1 - sigmoid(12)) = -12 nats; the second has nothing to skip.
+    torch.testing.assert_close(reference, -12.0 * (mask.sum(1) - 1).float(), rtol=1e-3, atol=0.0)
 
 
 def test_capped_stage_keeps_within_the_cap_and_tunes_only_the_backbone(finetuned, tmp_path):

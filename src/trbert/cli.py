@@ -59,6 +59,13 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _dropout_rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
+    return value
+
+
 def _keep_ratio(text: str) -> float:
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -235,6 +242,12 @@ def add_train(subparsers) -> None:
                    help="truncate texts to N tokens (default: the model's limit, at most 512)")
     p.add_argument("--max-examples", type=_positive_int, metavar="N",
                    help="train on a random (seeded) subset of N examples (default: all)")
+    p.add_argument("--attention-dropout", type=_dropout_rate, metavar="P",
+                   help="dropout on the attention probabilities while training, in [0, 1) (default: the "
+                        "checkpoint's, 0.1 for BERT; 0 trains about twice as fast on CPU at 512 tokens)")
+    p.add_argument("--bf16", action="store_true",
+                   help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (about "
+                        "twice as fast on CPUs with AVX-512 BF16 or AMX and on recent GPUs; saved models are fp32)")
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")

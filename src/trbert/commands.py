@@ -182,7 +182,8 @@ def stage_settings(args, stage: str, max_length: int):
         batch_size=pick("batch_size", args.batch_size), max_length=max_length,
         samples=pick("samples", args.samples), alpha=args.alpha, max_examples=args.max_examples,
         guide_rate=args.guide_rate if stage == "policy" else 0.0,
-        seed=args.seed, save_steps=args.save_steps, logging_steps=args.logging_steps, extra=extra,
+        seed=args.seed, save_steps=args.save_steps, logging_steps=args.logging_steps,
+        attention_dropout=args.attention_dropout, bf16=args.bf16, extra=extra,
     )
 
 
