@@ -113,11 +113,18 @@ def test_attention_dropout_setting_reaches_the_trained_model(backbone, finetuned
 
 def test_bf16_setting_trains_under_autocast_and_saves_fp32_weights(backbone, finetuned, tmp_path):
     short = dict(epochs=1, learning_rate=1e-4, batch_size=16, max_length=64, samples=2, save_steps=1000, bf16=True)
-    seen = []  # (module class, autocast on, its dtype) for every module call while training
+    seen = []  # (module class, in a policy network, autocast on, its dtype) for every module call while training
+    depth = [0]  # policy networks entered
+
+    def enter(module, args):
+        depth[0] += isinstance(module, trbert.strategies.KeepPolicy)
 
     def record(module, args, output):
-        seen.append((type(module).__name__, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        depth[0] -= isinstance(module, trbert.strategies.KeepPolicy)
+        seen.append((type(module).__name__, depth[0] > 0, torch.is_autocast_enabled("cpu"),
+                     torch.get_autocast_dtype("cpu")))
 
+    pre = torch.nn.modules.module.register_module_forward_pre_hook(enter)
     handle = torch.nn.modules.module.register_module_forward_hook(record)
     try:
         ft = training.finetune(backbone, synthetic(16, seed=6), tmp_path / "ft", training.StageSettings(**short),
@@ -129,11 +136,15 @@ def test_bf16_setting_trains_under_autocast_and_saves_fp32_weights(backbone, fin
         training.train_policy(ft, synthetic(16, seed=6), tmp_path / "policy-fp32",
                               training.StageSettings(**{**short, "bf16": False}), reduction_layers=[0])
     finally:
+        pre.remove()
         handle.remove()
     for calls in (seen_ft, seen_policy):
-        linear = [(on, dtype) for name, on, dtype in calls if name == "Linear"]
+        linear = [(on, dtype) for name, in_policy, on, dtype in calls if name == "Linear" and not in_policy]
         assert linear and all(on and dtype == torch.bfloat16 for on, dtype in linear)
-    assert seen and not any(on for _, on, _ in seen)  # without bf16: no autocast
+    # The policy networks run in fp32 inside the autocast region.
+    policy_linear = [on for name, in_policy, on, _ in seen_policy if name == "Linear" and in_policy]
+    assert policy_linear and not any(policy_linear)
+    assert seen and not any(on for _, _, on, _ in seen)  # without bf16: no autocast
     for folder in (ft, policy):
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         assert {p.dtype for p in model.parameters()} == {torch.float32}
