@@ -19,6 +19,10 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
     folders = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
     assert set(folders["tr"]) == {0.5, 2.0} and set(folders["layouts"]) == {((1,), 2.0)}
     assert folders["capped"] == {((0,), 0.5, 0.3): tmp_path / "alpha-0.5" / "capped-0.3"}
+    assert set(folders["minutes"]) == {"finetune", "alpha-0.5/policy", "alpha-0.5/joint", "alpha-2/policy",
+                                       "alpha-2/joint", "layers-1/alpha-2/policy", "layers-1/alpha-2/joint",
+                                       "alpha-0.5/capped-0.3"}
+    assert all(m > 0 for m in folders["minutes"].values())
     records = recipe.evaluate_all(preset, folders, synthetic(120, seed=9), progress=False)
     methods = [(r["method"], r["setting"], r["batch_size"]) for r in records]
     assert methods[0] == ("full", "fine-tuned", 8)
@@ -41,8 +45,13 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
 
     # A re-run finds every stage done and trains nothing.
     stamps = {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
-    recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
+    again = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
     assert stamps == {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
+    assert again["minutes"] == {}
+    timing = {"total_minutes": 3.0, "training_minutes": 2.0, "measuring_minutes": 1.0}
+    assert recipe.time_line({**timing, "stages_trained": {}}).endswith("every stage found finished on disk, none trained")
+    assert "2 stage(s) trained: finetune 1.5, alpha-1/policy 0.5 min" in recipe.time_line(
+        {**timing, "stages_trained": {"finetune": 1.5, "alpha-1/policy": 0.5}})
 
 
 def test_presets_are_consistent():

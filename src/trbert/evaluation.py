@@ -342,8 +342,9 @@ def results_record(result: dict, metric: str = "accuracy", key: str | None = Non
 
 
 def write_results_json(path: str | os.PathLike, benchmark: str, command: str, records: list[dict],
-                       gpu: str | None = None) -> dict:
-    """Write a results file (atomically) and return what was written. `gpu`: the GPU the runs used."""
+                       gpu: str | None = None, timing: dict | None = None) -> dict:
+    """Write a results file (atomically) and return what was written. `gpu`: the GPU the runs used;
+    `timing`: how long the run took (minutes per stage and in all), when the benchmark keeps it."""
     for i, record in enumerate(records):
         missing = [f for f in RECORD_FIELDS if f not in record]
         if missing:
@@ -359,6 +360,8 @@ def write_results_json(path: str | os.PathLike, benchmark: str, command: str, re
         "versions": versions(),
         "records": list(records),
     }
+    if timing is not None:
+        report["timing"] = timing
     write_json(path, report)
     return report
 

@@ -11,6 +11,7 @@ interrupted one from its last complete checkpoint, so only measuring is repeated
 
 import os
 import shlex
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -116,12 +117,27 @@ def _quiet(settings: StageSettings) -> StageSettings:
     return replace(settings, extra={**settings.extra, "disable_tqdm": True})
 
 
+class StageClock:
+    """Minutes each stage trained in this process ({folder relative to the run: minutes}); stages found
+    finished on disk are not run, so not timed."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.minutes = Path(run_dir), {}
+
+    def run(self, out: Path, train, *args, **kwargs):
+        start = time.perf_counter()
+        train(*args, **kwargs)
+        self.minutes[Path(out).relative_to(self.run_dir).as_posix()] = round((time.perf_counter() - start) / 60, 2)
+
+
 def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, seed: int = 0) -> dict:
-    """Stage 1 once, then stages 2 and 3 for each alpha; returns {alpha: joint folder} and the full model."""
+    """Stage 1 once, then stages 2 and 3 for each alpha; returns the folders of the full model ("full"),
+    the TR models ("tr", "layouts", "capped") and the minutes each stage trained in this call ("minutes")."""
     run_dir = Path(run_dir)
+    clock = StageClock(run_dir)
     full_dir = run_dir / "finetune"
     if not stage_done(full_dir):
-        finetune(backbone, train, full_dir, _stage(preset.finetune, preset, seed), label_names)
+        clock.run(full_dir, finetune, backbone, train, full_dir, _stage(preset.finetune, preset, seed), label_names)
     runs = [(None, alpha, run_dir / f"alpha-{alpha:g}") for alpha in preset.alphas]
     runs += [(layers, alpha, run_dir / f"layers-{'-'.join(map(str, layers))}" / f"alpha-{alpha:g}")
              for layers, alphas in preset.layouts.items() for alpha in alphas]
@@ -131,11 +147,11 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
         if layers or preset.reduction_layers:
             overrides["reduction_layers"] = list(layers or preset.reduction_layers)
         if not stage_done(folder / "policy"):
-            train_policy(str(full_dir), train, folder / "policy", _stage(preset.policy, preset, seed, alpha=alpha),
-                         **overrides)
+            clock.run(folder / "policy", train_policy, str(full_dir), train, folder / "policy",
+                      _stage(preset.policy, preset, seed, alpha=alpha), **overrides)
         if not stage_done(folder / "joint"):
-            train_joint(str(folder / "policy"), str(full_dir), train, folder / "joint",
-                        _stage(preset.joint, preset, seed, alpha=alpha))
+            clock.run(folder / "joint", train_joint, str(folder / "policy"), str(full_dir), train, folder / "joint",
+                      _stage(preset.joint, preset, seed, alpha=alpha))
         if layers is None:
             models[alpha] = folder / "joint"
         else:
@@ -150,9 +166,10 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
         for cap in caps:
             out = joint.parent / f"capped-{cap:g}"
             if not stage_done(out):
-                train_capped(str(joint), str(full_dir), train, out, _stage(preset.capped_stage, preset, seed), cap)
+                clock.run(out, train_capped, str(joint), str(full_dir), train, out,
+                          _stage(preset.capped_stage, preset, seed), cap)
             capped[(tuple(layers), alpha, cap)] = out
-    return {"full": full_dir, "tr": models, "layouts": layouts, "capped": capped}
+    return {"full": full_dir, "tr": models, "layouts": layouts, "capped": capped, "minutes": clock.minutes}
 
 
 def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> list[dict]:
@@ -231,8 +248,14 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     run_path = Path(run_dir or f"runs/bbc-{preset.name}")
     bbc = data_module.load_bbc(seed=0)  # the split is fixed, whatever the training seed
     label_names = bbc["train"].features["label"].names
+    start = time.perf_counter()
     folders = train_all(preset, run_path, backbone, bbc["train"], label_names, seed)
+    trained = time.perf_counter()
     records = evaluate_all(preset, folders, bbc["test"], progress)
+    minutes = lambda seconds: round(seconds / 60, 1)  # noqa: E731
+    timing = {"total_minutes": minutes(time.perf_counter() - start), "training_minutes": minutes(trained - start),
+              "measuring_minutes": minutes(time.perf_counter() - trained),
+              "stages_trained": folders["minutes"]}  # stages already on disk were reused, not trained
 
     command = command or shlex.join(["trbert", "run", "--preset", preset.name])
     title = f"BBC News test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
@@ -242,13 +265,15 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     plotted = [r for r in records if r["batch_size"] == max(preset.batch_sizes)]
     for json_path, png_path in outputs:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.write_results_json(json_path, f"bbc_tr_{preset.name}", command, records)
+        evaluation.write_results_json(json_path, f"bbc_tr_{preset.name}", command, records, timing=timing)
         evaluation.plot_tradeoff(plotted, png_path, title)
     text = table(records)
     (run_path / "table.md").write_text(text + "\n")
     print(text)
+    print(time_line(timing))
     if results_md:
-        section = markdown_section(preset, records, command, title, png=outputs[-1][1], md=Path(results_md))
+        section = markdown_section(preset, records, command, title, png=outputs[-1][1], md=Path(results_md),
+                                   timing=timing)
         reporting.update_section(results_md, f"bbc-{preset.name}", section)
     return records
 
@@ -264,7 +289,17 @@ def _precision(preset: Preset) -> str:
     return "; " + ", ".join(parts) if parts else ""
 
 
-def markdown_section(preset: Preset, records: list[dict], command: str, title: str, png: Path, md: Path) -> str:
+def time_line(timing: dict) -> str:
+    """How long the run took, and which stages it trained (the others were found finished on disk)."""
+    stages = timing["stages_trained"]
+    trained = (f"{len(stages)} stage(s) trained: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + " min"
+               if stages else "every stage found finished on disk, none trained")
+    return (f"Time: {timing['total_minutes']:.1f} min ({timing['training_minutes']:.1f} training, "
+            f"{timing['measuring_minutes']:.1f} measuring); {trained}")
+
+
+def markdown_section(preset: Preset, records: list[dict], command: str, title: str, png: Path, md: Path,
+                     timing: dict | None = None) -> str:
     machine = reporting.machine()
     return "\n".join([
         f"<!-- bbc-{preset.name}:begin -->",
@@ -277,6 +312,7 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         "",
         f"- Command: `{command}`",
         f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+        *([f"- {time_line(timing)}"] if timing else []),
         f"- Stages: fine-tune {preset.finetune.epochs:g} epoch(s); per alpha, policy {preset.policy.epochs:g} "
         f"epoch(s) on {preset.policy.max_examples or 'all'} articles (K={preset.policy.samples}), joint "
         f"{preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
