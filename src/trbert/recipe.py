@@ -85,8 +85,9 @@ PRESETS = {
     # keeps 23% uncapped), tuned one epoch to that budget: a first step that keeps fewer tokens is what
     # batch 1 needs (see `train_capped`). Tuned two epochs, or capped at 8%, it scored lower (measured).
     # Every stage trains in bfloat16 mixed precision without attention dropout: at 512 tokens on these
-    # CPUs a fine-tuning step takes 3.0 s so against 5.9 s without dropout in fp32 and about 20 s with it
-    # (scripts/time_training_step.py), which is what brings the preset from about 3 hours to under 2.
+    # CPUs a fine-tuning step takes 2.1 s, against 4.4 s in fp32 without attention dropout and 11.7 s with
+    # it (scripts/time_training_step.py). The preset ran in 56.5 minutes end to end (estimated 2 1/2 to 3
+    # hours before); its models scored lower than the fp32 ones of the earlier runs (docs/RESULTS.md).
     "full": Preset(
         name="full",
         max_length=512,
