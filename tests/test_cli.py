@@ -117,3 +117,15 @@ def test_outputs_are_written(tmp_path):
     fresh = tmp_path / "new" / "RESULTS.md"
     bench_speed.update_results_md(fresh, "<!-- speed:begin -->\nx\n<!-- speed:end -->")
     assert fresh.read_text().startswith("# Results\n\n<!-- speed:begin -->")
+
+
+def test_training_precision_options_reach_the_stage_settings():
+    from trbert.cli import build_parser
+    from trbert.commands import stage_settings
+
+    args = build_parser().parse_args(["train", "--stage", "joint", "--out", "x", "--bf16", "--attention-dropout", "0"])
+    settings = stage_settings(args, "joint", 64)
+    assert settings.bf16 is True and settings.attention_dropout == 0.0
+    args = build_parser().parse_args(["train", "--stage", "joint", "--out", "x"])
+    settings = stage_settings(args, "joint", 64)
+    assert settings.bf16 is False and settings.attention_dropout is None  # the checkpoint's own dropout

@@ -257,7 +257,7 @@ def test_predict_rejects_empty_texts_with_a_clear_message(run, tmp_path, capsys)
     ("train", ["--stage", "--out", "--source", "--teacher", "--backbone", "--data", "--alpha", "--samples",
                "--reduction-layers", "--max-examples", "-log.jsonl", "torchrun", "--task", "--guide-rate",
                "--protect-question", "early-exit", "--exit-threshold", "--skipped-as-keys",
-               "--attention-dropout"]),
+               "--attention-dropout", "--bf16"]),
     ("eval", ["--model", "--full-model", "--split", "--timing-repeats", "--json", "keep_threshold=0",
               "question-answering", "entity F1"]),
     ("predict", ["--model", "TEXT", "--file", "--json", "--text-column", "--question", "--context"]),

@@ -244,7 +244,7 @@ def add_train(subparsers) -> None:
                    help="train on a random (seeded) subset of N examples (default: all)")
     p.add_argument("--attention-dropout", type=_dropout_rate, metavar="P",
                    help="dropout on the attention probabilities while training, in [0, 1) (default: the "
-                        "checkpoint's, 0.1 for BERT; 0 trains about twice as fast on CPU at 512 tokens)")
+                        "checkpoint's, 0.1 for BERT; 0 trains about 2.5 times as fast on CPU at 512 tokens)")
     p.add_argument("--bf16", action="store_true",
                    help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (about "
                         "twice as fast on CPUs with AVX-512 BF16 or AMX and on recent GPUs; saved models are fp32)")
