@@ -166,6 +166,28 @@ def test_keep_log_prob_is_computed_in_fp32_under_bf16_autocast():
     torch.testing.assert_close(reference, -12.0 * (mask.sum(1) - 1).float(), rtol=1e-3, atol=0.0)
 
 
+def test_a_stage_trains_the_same_model_whatever_ran_before_in_the_process(backbone, tmp_path):
+    from safetensors.torch import load_file
+
+    short = dict(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, samples=2, save_steps=1000)
+    data = synthetic(32, seed=6)
+    weights = {}
+    for run in ("first", "second"):
+        torch.rand(7)  # whatever else draws from the random state in between
+        ft = training.finetune(backbone, data, tmp_path / run / "ft", training.StageSettings(**short), label_names=LABELS)
+        torch.rand(3)
+        policy = training.train_policy(str(ft), data, tmp_path / run / "policy", training.StageSettings(**short),
+                                       reduction_layers=[0])
+        weights[run] = [load_file(str(folder / "model.safetensors")) for folder in (ft, policy)]
+    for first, second in zip(weights["first"], weights["second"]):
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first)
+    other = training.finetune(backbone, data, tmp_path / "seed-1", training.StageSettings(**short, seed=1),
+                              label_names=LABELS)
+    assert not torch.equal(load_file(str(other / "model.safetensors"))["classifier.weight"],
+                           weights["first"][0]["classifier.weight"])
+
+
 def test_capped_stage_keeps_within_the_cap_and_tunes_only_the_backbone(finetuned, tmp_path):
     settings = training.StageSettings(epochs=3, learning_rate=1e-2, batch_size=32, max_length=64, samples=8,
                                       alpha=0.02, save_steps=1000)

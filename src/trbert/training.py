@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
+from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .reporting import atomic_write
@@ -256,6 +256,9 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
     task = get_task(task)
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
+    # Seeded before the model is built: its new weights (the task head here, policy networks or exit
+    # classifiers in the other stages) depend on the stage's seed, not on what ran before in the process.
+    set_seed(settings.seed)
     model = task.auto_class.from_pretrained(backbone, **task.model_kwargs(label_names), **_dropout(settings))
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
@@ -427,6 +430,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
                      model_overrides: dict) -> Path:
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    set_seed(settings.seed)  # new policy networks: drawn from the stage's seed (see `finetune`)
     model = task.tr_class.from_pretrained(source, **model_overrides, **_dropout(settings))
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     if isinstance(teacher, str | os.PathLike):
@@ -480,6 +484,7 @@ def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: Sta
     task = get_task(task)
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
+    set_seed(settings.seed)
     model = task.tr_class.from_pretrained(source, max_keep_ratio=max_keep_ratio, **_dropout(settings))
     for name, p in model.named_parameters():
         p.requires_grad = ".policy." not in name
@@ -575,6 +580,7 @@ def train_exits(source: str, dataset, out_dir: str, settings: StageSettings, sel
     out_dir = Path(out_dir)
     task = get_task("token-classification")
     tokenizer = AutoTokenizer.from_pretrained(source)
+    set_seed(settings.seed)  # new exit classifiers: drawn from the stage's seed (see `finetune`)
     model = task.tr_class.from_pretrained(source, selection="early_exit", **model_overrides)
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     if not self_sampling:
