@@ -63,7 +63,7 @@ class Preset:
 FAST = {"bf16": True, "attention_dropout": 0.0}  # training settings of the full preset (below)
 
 PRESETS = {
-    # About 16 minutes on 2 cores (measured): 128 tokens, policy and joint stages on part of the data.
+    # About 7 minutes on 2 cores (7.3 measured): 128 tokens, policy and joint stages on part of the data.
     "quick": Preset(
         name="quick",
         max_length=128,
