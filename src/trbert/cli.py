@@ -247,7 +247,7 @@ def add_train(subparsers) -> None:
                         "checkpoint's, 0.1 for BERT; 0 trains about 2.5 times as fast on CPU at 512 tokens)")
     p.add_argument("--bf16", action="store_true",
                    help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (about "
-                        "twice as fast on CPUs with AVX-512 BF16 or AMX and on recent GPUs; saved models are fp32)")
+                        "twice as fast on a CPU with AVX-512 BF16, measured at 512 tokens; saved models are fp32)")
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")

@@ -246,8 +246,6 @@ def train(args) -> int:
 
 
 def _train(args, training) -> int:
-    from transformers import set_seed
-
     stages = plan_stages(args)
     if args.no_progress:
         quiet_progress()
@@ -288,7 +286,6 @@ def _train(args, training) -> int:
         what = f", {len(data.names)} {'tags' if args.task == 'token-classification' else 'classes'}" if data.names else ""
         say(f"{stage.name}: training {source} -> {stage.out} on {data.description} "
             f"({min(len(dataset), args.max_examples or len(dataset))} examples{what})")
-        set_seed(args.seed)  # the new head or policy networks start the same way each run
         if stage.name == "finetune":
             training.finetune(source, dataset, stage.out, settings, data.names, task=args.task)
         elif stage.name == "policy":

@@ -253,9 +253,9 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     folders = train_all(preset, run_path, backbone, bbc["train"], label_names, seed)
     trained = time.perf_counter()
     records = evaluate_all(preset, folders, bbc["test"], progress)
-    minutes = lambda seconds: round(seconds / 60, 1)  # noqa: E731
-    timing = {"total_minutes": minutes(time.perf_counter() - start), "training_minutes": minutes(trained - start),
-              "measuring_minutes": minutes(time.perf_counter() - trained),
+    done = time.perf_counter()
+    timing = {"total_minutes": round((done - start) / 60, 1), "training_minutes": round((trained - start) / 60, 1),
+              "measuring_minutes": round((done - trained) / 60, 1),
               "stages_trained": folders["minutes"]}  # stages already on disk were reused, not trained
 
     command = command or shlex.join(["trbert", "run", "--preset", preset.name])

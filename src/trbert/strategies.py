@@ -255,8 +255,9 @@ class KeepPolicy(nn.Module):
         self.out = nn.Linear(policy_hidden_size, 1)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        # In the weights' precision even under mixed-precision autocast: in bfloat16, 1 - p rounds to 0 for
-        # confident keeps and the log-probability of skipping them would be -inf.
-        with torch.autocast(hidden.device.type, enabled=False):
-            hidden = hidden.to(self.dense.weight.dtype)
-            return torch.sigmoid(self.out(self.act(self.dense(hidden)))).squeeze(-1)
+        if torch.is_autocast_enabled(hidden.device.type):
+            # In the weights' precision under mixed-precision autocast: in bfloat16, 1 - p rounds to 0 for
+            # confident keeps and the log-probability of skipping them would be -inf.
+            with torch.autocast(hidden.device.type, enabled=False):
+                return self(hidden.to(self.dense.weight.dtype))
+        return torch.sigmoid(self.out(self.act(self.dense(hidden)))).squeeze(-1)

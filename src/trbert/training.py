@@ -61,21 +61,24 @@ class StageSettings:
     # 512 x 512 scores (measured, MiniLM-L6, batch 16: 11.7 s a step with it, 4.4 s without).
     attention_dropout: float | None = None
     # Mixed precision: matrix products in bfloat16 under autocast, weights and optimizer state in fp32
-    # (transformers' `bf16`). About twice as fast on CPUs with AVX-512 BF16 or AMX (measured, MiniLM-L6,
-    # batch 16 x 512 tokens, no attention dropout: 2.1 s a step against 4.4 s); elsewhere it may be slower.
+    # (transformers' `bf16`). About twice as fast on a CPU with AVX-512 BF16 (measured, MiniLM-L6, batch
+    # 16 x 512 tokens, no attention dropout: 2.1 s a step against 4.4 s); not measured on other hardware.
     bf16: bool = False
     save_steps: int = 50
     logging_steps: int = 10
     extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
 
 
-def _dropout(settings: StageSettings) -> dict:
-    """Config overrides for the trained model's dropout (none: keep the checkpoint's)."""
-    if settings.attention_dropout is None:
-        return {}
-    if not 0.0 <= settings.attention_dropout < 1.0:
-        raise ValueError(f"attention_dropout must be in [0, 1), got {settings.attention_dropout}")
-    return {"attention_probs_dropout_prob": settings.attention_dropout}
+def _stage_model(model_class, source: str, settings: StageSettings, **overrides):
+    """The model a stage trains, loaded from `source` with the stage's config overrides and dropout.
+    Seeded first: its new weights (a task head, policy networks, exit classifiers) follow the stage's
+    seed, not what ran before in the process."""
+    if settings.attention_dropout is not None:
+        if not 0.0 <= settings.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1), got {settings.attention_dropout}")
+        overrides["attention_probs_dropout_prob"] = settings.attention_dropout
+    set_seed(settings.seed)
+    return model_class.from_pretrained(source, **overrides)
 
 
 # ---------------------------------------------------------------------------- files
@@ -256,10 +259,7 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
     task = get_task(task)
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    # Seeded before the model is built: its new weights (the task head here, policy networks or exit
-    # classifiers in the other stages) depend on the stage's seed, not on what ran before in the process.
-    set_seed(settings.seed)
-    model = task.auto_class.from_pretrained(backbone, **task.model_kwargs(label_names), **_dropout(settings))
+    model = _stage_model(task.auto_class, backbone, settings, **task.model_kwargs(label_names))
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = Trainer(
@@ -430,8 +430,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
                      model_overrides: dict) -> Path:
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    set_seed(settings.seed)  # new policy networks: drawn from the stage's seed (see `finetune`)
-    model = task.tr_class.from_pretrained(source, **model_overrides, **_dropout(settings))
+    model = _stage_model(task.tr_class, source, settings, **model_overrides)
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     if isinstance(teacher, str | os.PathLike):
         train = _with_teacher_logits(train, teacher, tokenizer, task, settings)
@@ -484,8 +483,7 @@ def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: Sta
     task = get_task(task)
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    set_seed(settings.seed)
-    model = task.tr_class.from_pretrained(source, max_keep_ratio=max_keep_ratio, **_dropout(settings))
+    model = _stage_model(task.tr_class, source, settings, max_keep_ratio=max_keep_ratio)
     for name, p in model.named_parameters():
         p.requires_grad = ".policy." not in name
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
@@ -580,8 +578,7 @@ def train_exits(source: str, dataset, out_dir: str, settings: StageSettings, sel
     out_dir = Path(out_dir)
     task = get_task("token-classification")
     tokenizer = AutoTokenizer.from_pretrained(source)
-    set_seed(settings.seed)  # new exit classifiers: drawn from the stage's seed (see `finetune`)
-    model = task.tr_class.from_pretrained(source, selection="early_exit", **model_overrides)
+    model = _stage_model(task.tr_class, source, settings, selection="early_exit", **model_overrides)
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
     if not self_sampling:
         for name, p in model.named_parameters():
