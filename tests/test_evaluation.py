@@ -248,3 +248,12 @@ def test_write_results_json(tmp_path):
     with pytest.raises(ValueError, match="score"):
         write_results_json(path, "b", "c", [{**records[0], "score": 90.0}])
 
+
+
+def test_spread_samples_every_part_of_an_ordered_split():
+    from trbert.evaluation import spread
+
+    assert spread(10, 4) == [0, 2, 5, 7]
+    assert spread(3, 5) == [0, 1, 2]
+    picked = spread(668, 96)
+    assert len(set(picked)) == 96 and picked == sorted(picked) and picked[-1] >= 660

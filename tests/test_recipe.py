@@ -13,6 +13,7 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
         policy=training.StageSettings(epochs=2, learning_rate=1e-2, batch_size=32, samples=4, save_steps=1000),
         joint=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, samples=2, save_steps=1000),
         alphas=[0.5, 2.0], reduction_layers=[0], layouts={(1,): [2.0]}, truncation=[8, 16], timing_examples=16, batch_sizes=(1, 8),
+        timing_repeats={1: 2},
         capped={((0,), 0.5): [0.3]},
         capped_stage=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, save_steps=1000),
     )
@@ -42,6 +43,9 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
             assert abs(r["score"] - full - r["accuracy_diff"]) < 1e-9
     text = recipe.table(records)
     assert text.count("\n") == len(records) + 1 and "alpha=0.5" in text
+    section = recipe.markdown_section(preset, records, "trbert run", "tiny", tmp_path / "t.png", tmp_path / "R.md")
+    assert "at each batch size (median of 2 interleaved passes at batch 1)." in section
+    assert "\n".join(recipe.verdicts(records)) in section and "- tr (2 alphas, " in section
 
     # A re-run finds every stage done and trains nothing.
     stamps = {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
@@ -61,3 +65,33 @@ def test_presets_are_consistent():
         trained |= {(tuple(preset.reduction_layers or [1, 3]), a) for a in preset.alphas}
         assert all(key in trained and all(0 < c < 1 for c in caps) for key, caps in preset.capped.items())
         assert replace(preset, alphas=[1.0]).alphas == [1.0]
+
+
+def _record(method, setting, flops, accuracy, batch=32, wall=None, full=0.97):
+    return {"method": method, "setting": setting, "batch_size": batch, "flops_speedup": flops, "accuracy": accuracy,
+            "wall_speedup": wall, "full_accuracy": full}
+
+
+def test_verdicts_read_the_targets_off_the_records():
+    truncation = [_record("truncation", f"first {n} tokens", x, a)
+                  for n, x, a in [(256, 1.7, 0.965), (128, 3.6, 0.957), (64, 7.4, 0.952)]]
+    above = [_record("tr", f"alpha={a}", x, acc, batch=b, wall=w)
+             for a, x, acc in [(0.1, 2.2, 0.975), (1, 5.2, 0.966)] for b, w in [(1, 3.6), (32, 6.7)]]
+    # one point under truncation's line (0.957 + (0.952 - 0.957) * 0.7 / 3.8 = 0.9561 at 4.3x)
+    under = [_record("tr (reduction at layers 0,3)", f"alpha={a}", x, acc, wall=5.0)
+             for a, x, acc in [(0.1, 2.2, 0.975), (0.5, 4.3, 0.955), (1, 7.8, 0.96)]]
+    lines = recipe.verdicts(truncation + above + under)
+    assert lines[0] == "- tr (2 alphas, 2.20x to 5.20x) against truncation, 2x-5x FLOPs: at or above it"
+    assert lines[1].startswith("- tr (reduction at layers 0,3) (3 alphas, 2.20x to 7.80x) against truncation, "
+                               "2x-5x FLOPs: under it at alpha=0.5 95.50% at 4.30x (truncation's line there: 95.61%)")
+    # tr alpha=1 is within 0.5 points at >= 4x FLOPs and >= 3.5x at both batch sizes; alpha 0.5 is not accurate
+    # enough, alpha 0.1 not cheap enough.
+    assert lines[2] == ("- within 0.5 points of the full model at >= 4x FLOPs and >= 3.5x wall clock at batch 1 and 32: "
+                        "tr, alpha=1 (3.60x at batch 1, 6.70x at batch 32)")
+
+    # A truncation point above the sweep's line between two of its points; a model fast enough only at batch 32.
+    sweep = [_record("tr", f"alpha={a}", x, 0.96, batch=b, wall=w, full=0.962)
+             for a, x in [(0.1, 2.0), (1, 5.0)] for b, w in [(1, 3.0), (32, 6.0)]]
+    lines = recipe.verdicts([_record("truncation", "first 128 tokens", 3.6, 0.965)] + sweep)
+    assert lines[0].endswith("under it at truncation's 96.50% at 3.60x above the sweep's line there (96.00%)")
+    assert lines[1].endswith(": none; as accurate and cheap but slower: tr, alpha=1 (3.00x at batch 1, 6.00x at batch 32)")
