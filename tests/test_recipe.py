@@ -35,6 +35,7 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
     assert capped[0]["kept_fraction"][0] <= 0.3 + 0.1  # [CLS] is kept beyond the budget
     layout = [r for r in records if r["method"] == "tr (reduction at layers 1)"]
     assert [r["batch_size"] for r in layout] == [1, 8] and layout[0]["reduction_layers"] == [1]
+    assert all(r["timed_examples"] == 16 for r in records if r["method"] != "full" and r["method"] != "truncation")
     full = records[0]["score"]
     assert full >= 0.9
     for r in records:

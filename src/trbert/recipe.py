@@ -187,8 +187,8 @@ def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> 
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
     full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
     texts, labels = list(test["text"]), list(test["label"])
-    timed = evaluation.spread(len(texts), preset.timing_examples)
-    timed_texts, timed_labels = [texts[i] for i in timed], [labels[i] for i in timed]
+    subset = evaluation.spread(len(texts), preset.timing_examples)
+    timed_texts, timed_labels = [texts[i] for i in subset], [labels[i] for i in subset]
     common = {"model": MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
 
     batch = max(preset.batch_sizes)
@@ -217,7 +217,7 @@ def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> 
                 timing_repeats=preset.timing_repeats.get(batch_size, 1), progress=False)
             records.append(evaluation.results_record(
                 {**result, **{k: timed[k] for k in ("wall_speedup", "latency_ms", "throughput_per_s")},
-                 "batch_size": batch_size, "timed_examples": len(timed),
+                 "batch_size": batch_size, "timed_examples": len(subset),
                  "reduction_layers": list(model.config.reduction_layers)},
                 method=method, setting=setting, **common))
     return records
