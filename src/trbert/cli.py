@@ -387,7 +387,7 @@ Presets: quick (max length 128, about 7 minutes on 2 cores; the default)
 and full (max length 512; five alphas with a reduction step on the embeddings
 and one before layer 3, five with the paper's placement, and alpha 1 of the
 first capped to keep at most 10% of the tokens; every stage in bfloat16 mixed
-precision; about 1 3/4 hours on 2 cores, summed from its measured parts).
+precision; 110 minutes on 2 cores from nothing, measured).
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\

@@ -88,10 +88,9 @@ PRESETS = {
     # batch 1 needs (see `train_capped`). Tuned two epochs, or capped at 8%, it scored lower (measured).
     # Every stage trains in bfloat16 mixed precision without attention dropout: at 512 tokens on these
     # CPUs a fine-tuning step takes 2.1 s, against 4.4 s in fp32 without attention dropout and 11.7 s with
-    # it (scripts/time_training_step.py). With two paper-placement alphas the preset ran in 56.5 minutes
-    # end to end; the three alphas added since trained in 32.9 minutes and measuring now takes 23, so
-    # about 1 3/4 hours from nothing (summed, not run in one go). Its models scored lower than the fp32
-    # ones of the earlier runs (docs/RESULTS.md).
+    # it (scripts/time_training_step.py). From nothing the preset ran in 110 minutes on 2 cores (87
+    # training, 23 measuring). Its models scored lower than the fp32 ones of the earlier runs, and
+    # alpha 1's accuracy moves by more than a point with the policies' initial draw (docs/RESULTS.md).
     "full": Preset(
         name="full",
         max_length=512,
