@@ -10,7 +10,6 @@ per seed: accuracy, the mean fraction of tokens kept per step and the FLOPs spee
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -32,20 +31,19 @@ def main() -> None:
     texts, labels = list(bbc["test"]["text"]), list(bbc["test"]["label"])
     for seed in args.seeds:
         folder = Path(args.run_dir) / "seeds" / f"alpha-{args.alpha:g}-seed-{seed}"
-        stage = {"max_length": preset.max_length, "seed": seed, "alpha": args.alpha}
-        if not training.stage_done(folder / "policy"):
-            training.train_policy(str(full), bbc["train"], folder / "policy", replace(preset.policy, **stage),
-                                  keep_rule=preset.keep_rule)
+        if not training.stage_done(folder / "policy"):  # the settings as `recipe.train_all` gives them
+            training.train_policy(str(full), bbc["train"], folder / "policy",
+                                  recipe._stage(preset.policy, preset, seed, alpha=args.alpha), keep_rule=preset.keep_rule)
         if not training.stage_done(folder / "joint"):
             training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
-                                 replace(preset.joint, **stage))
+                                 recipe._stage(preset.joint, preset, seed, alpha=args.alpha))
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
         tokenizer = AutoTokenizer.from_pretrained(folder / "joint")
         p = evaluation.predict_batches(model, tokenizer, texts, preset.max_length, 32, progress=False)
-        full_macs = evaluation.model_macs(model, p.lengths, None).sum()
+        full_macs = evaluation.model_macs(model, p.lengths, None).sum()  # every token through every layer
         print(json.dumps({
             "alpha": args.alpha, "seed": seed, "accuracy": round(100 * evaluation.accuracy(p.pred, labels), 2),
-            "kept_per_step": [round(float(k), 3) for k in (p.kept_lengths.float() / p.lengths[:, None]).mean(0)],
+            "kept_per_step": evaluation.kept_fraction(p),
             "flops_speedup": round(float(full_macs / p.macs.sum()), 2),
         }), flush=True)
 

@@ -280,12 +280,9 @@ def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: f
                 under.append(f"truncation's {100 * acc:.2f}% at {x:.2f}x above the sweep's line there "
                              f"({100 * line:.2f}%)")
         xs = sorted(x for x, _ in curve)
-        span = f"{len(points)} alphas, {xs[0]:.2f}x to {xs[-1]:.2f}x"
-        if under:
-            lines.append(f"- {method} ({span}) against truncation, {low:g}x-{high:g}x FLOPs: under it at "
-                         + "; ".join(under))
-        else:
-            lines.append(f"- {method} ({span}) against truncation, {low:g}x-{high:g}x FLOPs: at or above it")
+        found = "under it at " + "; ".join(under) if under else "at or above it"
+        lines.append(f"- {method} ({len(points)} alphas, {xs[0]:.2f}x to {xs[-1]:.2f}x) against truncation, "
+                     f"{low:g}x-{high:g}x FLOPs: {found}")
     models = {}
     for r in records:
         if r["method"] == "tr" or r["method"].startswith("tr "):
