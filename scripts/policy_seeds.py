@@ -7,13 +7,15 @@ to the recipe makes it move less.
     .venv/bin/python scripts/policy_seeds.py --run-dir runs/bbc-full --alpha 1 --layers 0 3 --seeds 0 1 2 \
         --guide-rate 0.3
 
-Each seed's stages go to RUN_DIR/seeds/[layers-L/]alpha-A[-variant]-seed-S (skipped when finished);
-prints one JSON line per seed: accuracy, the mean fraction of tokens kept per step and the FLOPs
-speed-up. No wall clock.
+Each seed's stages go to RUN_DIR/seeds/[layers-L/]alpha-A[-variant]-seed-S (skipped when finished).
+Every model is scored against the run's full model on all test articles (accuracy with its paired-
+bootstrap interval, tokens kept per step, FLOPs speed-up; no wall clock), printed as a table and, with
+--out, written as a results file.
 """
 
 import argparse
-import json
+import shlex
+import sys
 from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--policy-epochs", type=float, default=None, help="policy stage epochs (preset: 1)")
     parser.add_argument("--joint-samples", type=int, default=None,
                         help="joint stage: trajectories per article (preset: 2)")
+    parser.add_argument("--out", default=None, help="write the records here as a results JSON file")
     args = parser.parse_args()
     preset = recipe.quiet(recipe.PRESETS["full"])
     full = Path(args.run_dir) / "finetune"
@@ -57,6 +60,14 @@ def main() -> None:
         root = root / f"layers-{'-'.join(map(str, args.layers))}"
     bbc = data.load_bbc(seed=0)
     texts, labels = list(bbc["test"]["text"]), list(bbc["test"]["label"])
+    tokenizer = AutoTokenizer.from_pretrained(full)
+    full_model = AutoModelForSequenceClassification.from_pretrained(full).eval()
+    full_pred = evaluation.predict_batches(full_model, tokenizer, texts, preset.max_length, 32, progress=False)
+    common = {"model": recipe.MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
+    records = [evaluation.results_record(
+        {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "n_examples": len(texts),
+         "batch_size": 32, "kept_fraction": None}, method="full", setting="fine-tuned", **common)]
+    method = "tr" + (f" (reduction at layers {','.join(map(str, args.layers))})" if args.layers else "")
     for seed in args.seeds:
         folder = root / f"alpha-{args.alpha:g}{variant}-seed-{seed}"
         if not training.stage_done(folder / "policy"):  # the settings as `recipe.train_all` gives them
@@ -67,15 +78,16 @@ def main() -> None:
             training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
                                  recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes))
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder / "joint")
-        p = evaluation.predict_batches(model, tokenizer, texts, preset.max_length, 32, progress=False)
-        full_macs = evaluation.model_macs(model, p.lengths, None).sum()  # every token through every layer
-        print(json.dumps({
-            "alpha": args.alpha, "layers": args.layers, "variant": variant.lstrip("-") or "preset", "seed": seed,
-            "accuracy": round(100 * evaluation.accuracy(p.pred, labels), 2),
-            "kept_per_step": evaluation.kept_fraction(p),
-            "flops_speedup": round(float(full_macs / p.macs.sum()), 2),
-        }), flush=True)
+        result = evaluation.evaluate_classifier(model, full_model, tokenizer, texts, labels, preset.max_length, 32,
+                                                timing_repeats=0, progress=False, full_predictions=full_pred)
+        records.append(evaluation.results_record(
+            {**result, "batch_size": 32}, method=method,
+            setting=f"alpha={args.alpha:g}, {variant.lstrip('-') or 'preset settings'}, seed={seed}", **common))
+    print(recipe.table(records))
+    if args.out:
+        evaluation.write_results_json(args.out, Path(args.out).stem,
+                                      shlex.join([".venv/bin/python", "scripts/policy_seeds.py", *sys.argv[1:]]),
+                                      records)
 
 
 if __name__ == "__main__":
