@@ -9,8 +9,9 @@ to the recipe makes it move less.
 
 Each seed's stages go to RUN_DIR/seeds/[layers-L/]alpha-A[-variant]-seed-S (skipped when finished).
 Every model is scored against the run's full model on all test articles (accuracy with its paired-
-bootstrap interval, tokens kept per step, FLOPs speed-up; no wall clock), printed as a table and, with
---out, written as a results file.
+bootstrap interval, tokens kept per step, FLOPs speed-up; no wall clock) and on the validation split
+(the policy stage's reward and its parts, after stage 2 and after stage 3), printed as tables and,
+with --out, written as a results file.
 """
 
 import argparse
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--policy-epochs", type=float, default=None, help="policy stage epochs (preset: 1)")
     parser.add_argument("--joint-samples", type=int, default=None,
                         help="joint stage: trajectories per article (preset: 2)")
+    parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2)")
     parser.add_argument("--out", default=None, help="write the records here as a results JSON file")
     args = parser.parse_args()
     preset = recipe.quiet(recipe.PRESETS["full"])
@@ -53,6 +55,8 @@ def main() -> None:
         policy_changes["epochs"], variant = args.policy_epochs, variant + f"-policy-epochs-{args.policy_epochs:g}"
     if args.joint_samples is not None:
         joint_changes["samples"], variant = args.joint_samples, variant + f"-joint-samples-{args.joint_samples}"
+    if args.joint_epochs is not None:
+        joint_changes["epochs"], variant = args.joint_epochs, variant + f"-joint-epochs-{args.joint_epochs:g}"
     overrides = {"keep_rule": preset.keep_rule}
     root = Path(args.run_dir) / "seeds"
     if args.layers:
@@ -60,6 +64,7 @@ def main() -> None:
         root = root / f"layers-{'-'.join(map(str, args.layers))}"
     bbc = data.load_bbc(seed=0)
     texts, labels = list(bbc["test"]["text"]), list(bbc["test"]["label"])
+    dev_texts, dev_labels = list(bbc["validation"]["text"]), list(bbc["validation"]["label"])
     tokenizer = AutoTokenizer.from_pretrained(full)
     full_model = AutoModelForSequenceClassification.from_pretrained(full).eval()
     full_pred = evaluation.predict_batches(full_model, tokenizer, texts, preset.max_length, 32, progress=False)
@@ -80,10 +85,24 @@ def main() -> None:
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
         result = evaluation.evaluate_classifier(model, full_model, tokenizer, texts, labels, preset.max_length, 32,
                                                 timing_repeats=0, progress=False, full_predictions=full_pred)
+        # The validation split's reward (as the policy stage defines it, with the keep rule of inference)
+        # after stage 2 and after stage 3: what could choose among draws without looking at the test split.
+        policy = AutoModelForSequenceClassification.from_pretrained(folder / "policy").eval()
+        dev = {name: evaluation.mean_reward(evaluation.predict_batches(m, tokenizer, dev_texts, preset.max_length, 32,
+                                                                       progress=False), dev_labels, args.alpha)
+               for name, m in (("policy", policy), ("joint", model))}
         records.append(evaluation.results_record(
             {**result, "batch_size": 32}, method=method,
-            setting=f"alpha={args.alpha:g}, {variant.lstrip('-') or 'preset settings'}, seed={seed}", **common))
+            setting=f"alpha={args.alpha:g}, {variant.lstrip('-') or 'preset settings'}, seed={seed}",
+            validation={name: {k: round(v, 6) for k, v in d.items()} for name, d in dev.items()}, **common))
     print(recipe.table(records))
+    print("\nValidation split (reward = -loss - alpha * kept) after the policy stage and after the joint stage:\n"
+          "\n| setting | policy: reward | loss | kept | accuracy | joint: reward | loss | kept | accuracy "
+          "| test accuracy |\n|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in records[1:]:
+        cells = [f"{d['reward']:.4f} | {d['loss']:.4f} | {d['kept']:.4f} | {100 * d['accuracy']:.2f}"
+                 for d in (r["validation"]["policy"], r["validation"]["joint"])]
+        print(f"| {r['setting']} | {' | '.join(cells)} | {100 * r['score']:.2f} |")
     if args.out:
         evaluation.write_results_json(args.out, Path(args.out).stem,
                                       shlex.join([".venv/bin/python", "scripts/policy_seeds.py", *sys.argv[1:]]),

@@ -14,7 +14,9 @@ from trbert import evaluation
 from trbert.cost import layer_macs
 from trbert.evaluation import (
     accuracy,
+    Predictions,
     evaluate_classifier,
+    mean_reward,
     paired_bootstrap,
     plot_tradeoff,
     predict_batches,
@@ -63,6 +65,23 @@ def test_accuracy():
     assert accuracy(torch.tensor([0, 1, 2, 1]), [0, 1, 1, 1]) == 0.75
     with pytest.raises(ValueError):
         accuracy(torch.tensor([0, 1]), [0, 1, 1])
+
+
+def test_mean_reward_is_the_policy_stage_reward_with_the_kept_tokens_of_inference():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    kept = torch.tensor([[5, 2], [10, 4]])  # two reduction steps; lengths 10 and 20: kept 0.5, 0.2 and 0.5, 0.2
+    pred = Predictions(logits, logits.argmax(-1), torch.tensor([10, 20]), kept, torch.ones(2, dtype=torch.float64), 0.0)
+    labels = [0, 0]  # the second example is wrong
+    loss = (torch.log1p(torch.exp(torch.tensor(-2.0))) + torch.log1p(torch.exp(torch.tensor(1.0)))).item() / 2
+    result = mean_reward(pred, labels, alpha=2.0)
+    assert result["loss"] == pytest.approx(loss)
+    assert result["kept"] == pytest.approx(0.35)
+    assert result["reward"] == pytest.approx(-loss - 2.0 * 0.35)
+    assert result["accuracy"] == 0.5
+    plain = Predictions(logits, logits.argmax(-1), torch.tensor([10, 20]), None, torch.ones(2, dtype=torch.float64), 0.0)
+    assert mean_reward(plain, labels, alpha=2.0)["reward"] == pytest.approx(-loss - 2.0)  # everything kept
+    with pytest.raises(ValueError, match="one label per text"):
+        mean_reward(pred, [0], alpha=1.0)
 
 
 def test_paired_bootstrap_of_identical_systems_is_zero():

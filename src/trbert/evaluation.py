@@ -215,6 +215,18 @@ def kept_fraction(predictions: Predictions) -> list[float] | None:
     return [round(f, 4) for f in fraction.mean(0).tolist()]
 
 
+def mean_reward(predictions: Predictions, labels, alpha: float) -> dict:
+    """The policy stage's reward averaged over held-out examples, with the keep rule of inference:
+    -cross-entropy - alpha * the mean over reduction steps of the kept fraction. Returns it with its
+    parts ("reward", "loss", "kept", "accuracy")."""
+    labels = _labels(labels, len(predictions))
+    loss = torch.nn.functional.cross_entropy(predictions.logits.float(), labels).item()
+    kept = 1.0
+    if predictions.kept_lengths is not None:
+        kept = (predictions.kept_lengths.double() / predictions.lengths[:, None]).mean().item()
+    return {"reward": -loss - alpha * kept, "loss": loss, "kept": kept, "accuracy": accuracy(predictions.pred, labels)}
+
+
 # ---------------------------------------------------------------------------- timing
 def spread(total: int, n: int) -> list[int]:
     """`n` indices spread evenly over range(total), all of them when n >= total: a subset to time that
