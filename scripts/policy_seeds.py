@@ -9,7 +9,8 @@ to the recipe makes it move less.
 
 Each seed's stages go to RUN_DIR/seeds/[layers-L/]alpha-A[-variant]-seed-S (skipped when finished).
 Every model is scored against the run's full model on all test articles (accuracy with its paired-
-bootstrap interval, tokens kept per step, FLOPs speed-up; no wall clock) and on the validation split
+bootstrap interval, tokens kept per step, FLOPs speed-up; with --timing also the wall-clock speed-up at
+batch 1 and 32, as in the preset's report) and on the validation split
 (the policy stage's reward and its parts, after stage 2 and after stage 3), printed as tables and,
 with --out, written as a results file.
 """
@@ -38,7 +39,11 @@ def main() -> None:
     parser.add_argument("--policy-epochs", type=float, default=None, help="policy stage epochs (preset: 1)")
     parser.add_argument("--joint-samples", type=int, default=None,
                         help="joint stage: trajectories per article (preset: 2)")
-    parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2)")
+    parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2, and 3 for its "
+                        "layouts; without this option the script runs 2)")
+    parser.add_argument("--timing", action="store_true",
+                        help="also time each model side by side with the full model at batch 1 and 32, as the "
+                             "preset's report does (run it with nothing else on the machine)")
     parser.add_argument("--out", default=None, help="write the records here as a results JSON file")
     args = parser.parse_args()
     preset = recipe.quiet(recipe.PRESETS["full"])
@@ -91,15 +96,21 @@ def main() -> None:
         dev = {name: evaluation.mean_reward(evaluation.predict_batches(m, tokenizer, dev_texts, preset.max_length, 32,
                                                                        progress=False), dev_labels, args.alpha)
                for name, m in (("policy", policy), ("joint", model))}
-        records.append(evaluation.results_record(
-            {**result, "batch_size": 32}, method=method,
-            setting=f"alpha={args.alpha:g}, {variant.lstrip('-') or 'preset settings'}, seed={seed}",
-            validation={name: {k: round(v, 6) for k, v in d.items()} for name, d in dev.items()}, **common))
+        fields = {"method": method, "validation": {name: {k: round(v, 6) for k, v in d.items()}
+                                                   for name, d in dev.items()},
+                  "setting": f"alpha={args.alpha:g}, {variant.lstrip('-') or 'preset settings'}, seed={seed}",
+                  **common}
+        if args.timing:
+            records += recipe.timed_records(preset, model, full_model, tokenizer, texts, labels, result, **fields)
+        else:
+            records.append(evaluation.results_record({**result, "batch_size": 32}, **fields))
     print(recipe.table(records))
     print("\nValidation split (reward = -loss - alpha * kept) after the policy stage and after the joint stage:\n"
           "\n| setting | policy: reward | loss | kept | accuracy | joint: reward | loss | kept | accuracy "
           "| test accuracy |\n|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in records[1:]:
+        if r["batch_size"] != 32:
+            continue
         cells = [f"{d['reward']:.4f} | {d['loss']:.4f} | {d['kept']:.4f} | {100 * d['accuracy']:.2f}"
                  for d in (r["validation"]["policy"], r["validation"]["joint"])]
         print(f"| {r['setting']} | {' | '.join(cells)} | {100 * r['score']:.2f} |")
