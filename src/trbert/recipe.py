@@ -89,7 +89,7 @@ PRESETS = {
     # The joint stage runs two epochs over every training article: against one epoch on 400 (measured,
     # steps 0,3, alpha 1, same policy stage) it kept fewer tokens (23%/4% against 27%/7%) and scored
     # 0.45 points higher. For the step on the embeddings it runs three: at alpha 1, four draws scored
-    # 96.49% on average at 8.6x against 96.15% at 7.6x with two (docs/RESULTS.md); the paper's placement
+    # 96.49% on average at 8.6x against 96.15% at 7.5x with two (docs/RESULTS.md); the paper's placement
     # keeps two (two draws with three: +0.30 points, inside its spread) to stay near two hours. Alpha 2
     # is in the sweep to show where it levels off: its first step keeps as many tokens as alpha 1's (25%
     # against 23%), only the second thins out, at 0.9 points.
