@@ -99,8 +99,9 @@ PRESETS = {
     # Every stage trains in bfloat16 mixed precision without attention dropout: at 512 tokens on these
     # CPUs a fine-tuning step takes 2.1 s, against 4.4 s in fp32 without attention dropout and 11.7 s with
     # it (scripts/time_training_step.py). From nothing the preset ran in 110 minutes on 2 cores (87
-    # training, 23 measuring; with two joint epochs for the layouts: a third adds about 13). Its models scored lower than the fp32 ones of the earlier runs, and
-    # alpha 1's accuracy moves by more than a point with the policies' initial draw (docs/RESULTS.md).
+    # training, 23 measuring; with two joint epochs for the layouts: a third adds about 13). Its models
+    # scored lower than the fp32 ones of the earlier runs, and alpha 1's accuracy moves by more than a
+    # point with the policies' initial draw (docs/RESULTS.md).
     "full": Preset(
         name="full",
         max_length=512,
