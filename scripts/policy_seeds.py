@@ -39,8 +39,7 @@ def main() -> None:
     parser.add_argument("--policy-epochs", type=float, default=None, help="policy stage epochs (preset: 1)")
     parser.add_argument("--joint-samples", type=int, default=None,
                         help="joint stage: trajectories per article (preset: 2)")
-    parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2, and 3 for its "
-                        "layouts; without this option the script runs 2)")
+    parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2)")
     parser.add_argument("--timing", action="store_true",
                         help="also time each model side by side with the full model at batch 1 and 32, as the "
                              "preset's report does (run it with nothing else on the machine)")

@@ -40,7 +40,6 @@ class Preset:
     # Other placements of the reduction steps, each with its own alphas: {reduction_layers: alphas}.
     # Layer 0 means a step on the embeddings, so that no layer has to see every token.
     layouts: dict[tuple[int, ...], list[float]] = field(default_factory=dict)
-    layout_joint_epochs: float | None = None  # the joint stage's epochs for the layouts (None: joint.epochs)
     # "expected": keep round(sum p) tokens per example at inference. After short policy training the
     # probabilities are not yet near 0 or 1, and the 0.5 threshold keeps far fewer tokens than the
     # sampled trajectories the model was tuned on (measured: 12% kept instead of 30%, -21 points).
@@ -54,12 +53,6 @@ class Preset:
     # Interleaved timed passes per model at each batch size (1 when not named): the median is kept.
     timing_repeats: dict[int, int] = field(default_factory=dict)
     batch_sizes: tuple[int, ...] = (1, 32)
-
-    def joint_for(self, layers) -> StageSettings:
-        """The joint stage's settings for a TR model with these reduction layers (None: the preset's)."""
-        if layers is None or self.layout_joint_epochs is None:
-            return self.joint
-        return replace(self.joint, epochs=self.layout_joint_epochs)
 
     def trained(self) -> set[tuple[tuple[int, ...], float]]:
         """(reduction layers, alpha) of every TR model the preset trains (the keys `capped` may name)."""
@@ -88,20 +81,18 @@ PRESETS = {
     # its alphas 0.02-0.1 cover 1.6x-3x, where truncation is strongest.
     # The joint stage runs two epochs over every training article: against one epoch on 400 (measured,
     # steps 0,3, alpha 1, same policy stage) it kept fewer tokens (23%/4% against 27%/7%) and scored
-    # 0.45 points higher. For the step on the embeddings it runs three: at alpha 1, four draws scored
-    # 96.49% on average at 8.6x against 96.15% at 7.5x with two (docs/RESULTS.md); the paper's placement
-    # keeps two (two draws with three: +0.30 points, inside its spread) to stay near two hours. Alpha 2
-    # is in the sweep to show where it levels off: its first step keeps as many tokens as alpha 1's (25%
-    # against 23%), only the second thins out, at 0.9 points.
+    # 0.45 points higher. A third epoch (steps 0,3, alpha 1, six draws) kept fewer tokens again (8-13x
+    # FLOPs against 7.3-8x) at the same mean accuracy, with a wider spread: not adopted (docs/RESULTS.md).
+    # Alpha 2 is in the sweep to show where it levels off: its first step keeps as many tokens as alpha
+    # 1's (25% against 23%), only the second thins out, at 0.9 points.
     # The capped model: alpha 1 with every step keeping at most 10% of an article's tokens (its first step
     # keeps 23% uncapped), tuned one epoch to that budget: a first step that keeps fewer tokens is what
     # batch 1 needs (see `train_capped`). Tuned two epochs, or capped at 8%, it scored lower (measured).
     # Every stage trains in bfloat16 mixed precision without attention dropout: at 512 tokens on these
     # CPUs a fine-tuning step takes 2.1 s, against 4.4 s in fp32 without attention dropout and 11.7 s with
     # it (scripts/time_training_step.py). From nothing the preset ran in 110 minutes on 2 cores (87
-    # training, 23 measuring; with two joint epochs for the layouts: a third adds about 13). Its models
-    # scored lower than the fp32 ones of the earlier runs, and alpha 1's accuracy moves by more than a
-    # point with the policies' initial draw (docs/RESULTS.md).
+    # training, 23 measuring). Its models scored lower than the fp32 ones of the earlier runs, and
+    # alpha 1's accuracy moves by more than a point with the policies' initial draw (docs/RESULTS.md).
     "full": Preset(
         name="full",
         max_length=512,
@@ -110,7 +101,6 @@ PRESETS = {
         joint=StageSettings(epochs=2, learning_rate=2e-5, batch_size=8, samples=2, **FAST),
         alphas=[0.02, 0.05, 0.1, 0.2, 1.0],
         layouts={(0, 3): [0.1, 0.2, 0.5, 1.0, 2.0]},
-        layout_joint_epochs=3,
         capped={((0, 3), 1.0): [0.1]},
         capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, **FAST),
         truncation=[32, 64, 128, 256],
@@ -170,7 +160,7 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
                       _stage(preset.policy, preset, seed, alpha=alpha), **overrides)
         if not stage_done(folder / "joint"):
             clock.run(folder / "joint", train_joint, str(folder / "policy"), str(full_dir), train, folder / "joint",
-                      _stage(preset.joint_for(layers), preset, seed, alpha=alpha))
+                      _stage(preset.joint, preset, seed, alpha=alpha))
         if layers is None:
             models[alpha] = folder / "joint"
         else:
@@ -414,10 +404,7 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         *([f"- {time_line(timing)}"] if timing else []),
         f"- Stages: fine-tune {preset.finetune.epochs:g} epoch(s); per alpha, policy {preset.policy.epochs:g} "
         f"epoch(s) on {preset.policy.max_examples or 'all'} articles (K={preset.policy.samples}), joint "
-        f"{preset.joint.epochs:g} epoch(s)" + (
-            f" ({preset.layout_joint_epochs:g} for the steps placed elsewhere)" if preset.layouts
-            and preset.layout_joint_epochs is not None else "")
-        + f" on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
+        f"{preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
         f"keep rule at inference: {preset.keep_rule}; reduction steps before layers "
         f"{', '.join(map(str, preset.reduction_layers or [1, 3]))} unless the method names others "
         "(layer 0: a step on the embeddings)" + (
