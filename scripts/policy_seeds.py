@@ -16,6 +16,7 @@ with --out, written as a results file.
 """
 
 import argparse
+from dataclasses import replace
 import shlex
 import sys
 from pathlib import Path
@@ -40,6 +41,9 @@ def main() -> None:
     parser.add_argument("--joint-samples", type=int, default=None,
                         help="joint stage: trajectories per article (preset: 2)")
     parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2)")
+    parser.add_argument("--frozen-joint", action="store_true",
+                        help="joint stage with the policies frozen: distillation only, keep decisions made as at "
+                             "inference (`training.train_capped` without a cap), for the joint stage's epochs")
     parser.add_argument("--timing", action="store_true",
                         help="also time each model side by side with the full model at batch 1 and 32, as the "
                              "preset's report does (run it with nothing else on the machine)")
@@ -61,6 +65,8 @@ def main() -> None:
         joint_changes["samples"], variant = args.joint_samples, variant + f"-joint-samples-{args.joint_samples}"
     if args.joint_epochs is not None:
         joint_changes["epochs"], variant = args.joint_epochs, variant + f"-joint-epochs-{args.joint_epochs:g}"
+    if args.frozen_joint:
+        variant += "-frozen-joint"
     overrides = {"keep_rule": preset.keep_rule}
     root = Path(args.run_dir) / "seeds"
     if args.layers:
@@ -83,7 +89,12 @@ def main() -> None:
             training.train_policy(str(full), bbc["train"], folder / "policy",
                                   recipe._stage(preset.policy, preset, seed, alpha=args.alpha, **policy_changes),
                                   **overrides)
-        if not training.stage_done(folder / "joint"):
+        if not training.stage_done(folder / "joint") and args.frozen_joint:
+            joint = recipe._stage(preset.joint, preset, seed, **joint_changes)
+            training.train_capped(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
+                                  replace(preset.capped_stage, **{k: getattr(joint, k) for k in (
+                                      "epochs", "max_length", "seed", "max_examples")}), 1.0)
+        elif not training.stage_done(folder / "joint"):
             training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
                                  recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes))
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
