@@ -10,13 +10,11 @@ to the recipe makes it move less.
 Each seed's stages go to RUN_DIR/seeds/[layers-L/]alpha-A[-variant]-seed-S (skipped when finished).
 Every model is scored against the run's full model on all test articles (accuracy with its paired-
 bootstrap interval, tokens kept per step, FLOPs speed-up; with --timing also the wall-clock speed-up at
-batch 1 and 32, as in the preset's report) and on the validation split
-(the policy stage's reward and its parts, after stage 2 and after stage 3), printed as tables and,
-with --out, written as a results file.
+batch 1 and 32, as in the preset's report) and on the validation split (the policy stage's reward and
+its parts, after stage 2 and after stage 3), printed as tables and, with --out, written as a results file.
 """
 
 import argparse
-from dataclasses import replace
 import shlex
 import sys
 from pathlib import Path
@@ -49,6 +47,8 @@ def main() -> None:
                              "preset's report does (run it with nothing else on the machine)")
     parser.add_argument("--out", default=None, help="write the records here as a results JSON file")
     args = parser.parse_args()
+    if args.frozen_joint and args.joint_samples is not None:
+        parser.error("--joint-samples has no effect with --frozen-joint (no trajectories are sampled)")
     preset = recipe.quiet(recipe.PRESETS["full"])
     full = Path(args.run_dir) / "finetune"
     if not training.stage_done(full):
@@ -89,14 +89,14 @@ def main() -> None:
             training.train_policy(str(full), bbc["train"], folder / "policy",
                                   recipe._stage(preset.policy, preset, seed, alpha=args.alpha, **policy_changes),
                                   **overrides)
-        if not training.stage_done(folder / "joint") and args.frozen_joint:
-            joint = recipe._stage(preset.joint, preset, seed, **joint_changes)
-            training.train_capped(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
-                                  replace(preset.capped_stage, **{k: getattr(joint, k) for k in (
-                                      "epochs", "max_length", "seed", "max_examples")}), 1.0)
-        elif not training.stage_done(folder / "joint"):
-            training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
-                                 recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes))
+        if not training.stage_done(folder / "joint"):
+            if args.frozen_joint:  # the capped models' stage without a cap, for the joint stage's epochs
+                training.train_capped(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
+                                      recipe._stage(preset.capped_stage, preset, seed,
+                                                    epochs=joint_changes.get("epochs", preset.joint.epochs)), 1.0)
+            else:
+                training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
+                                     recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes))
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
         result = evaluation.evaluate_classifier(model, full_model, tokenizer, texts, labels, preset.max_length, 32,
                                                 timing_repeats=0, progress=False, full_predictions=full_pred)
