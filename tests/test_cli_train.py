@@ -120,6 +120,8 @@ def test_single_stage_options_are_checked(run, tmp_path, capsys):
           "--max-keep-ratio", "0.5"], "not a joint folder"),
         (["--stage", "capped", "--source", run.out / "joint", "--max-keep-ratio", "0.5"],
          "--stage capped needs --teacher"),
+        (["--stage", "policy", "--source", run.out / "finetune", "--freeze-policies"],
+         "--freeze-policies is set with --stage joint or all only"),
     ]
     for options, message in cases:
         status, _, err = run_cli(["train", "--out", out, "--data", run.test_csv, *COLUMNS, *options], capsys)
@@ -139,6 +141,21 @@ def test_capped_stage_writes_a_model_that_keeps_within_its_cap(run, tmp_path, ca
     assert isinstance(model, trbert.TRBertForSequenceClassification) and model.config.max_keep_ratio == 0.3
     lines = [json.loads(line) for line in (tmp_path / "capped-log.jsonl").read_text().splitlines()]
     assert lines and all(0 < line["kept"] <= 0.3 + 0.1 for line in lines)  # [CLS] is kept beyond the cap
+
+
+def test_joint_stage_with_frozen_policies_keeps_the_policy_stage_policies(run, tmp_path, capsys):
+    out = tmp_path / "joint-frozen"
+    status, stdout, err = run_cli(["train", "--stage", "joint", "--source", run.out / "policy", "--teacher",
+                                   run.out / "finetune", "--freeze-policies", "--out", out, "--data", run.test_csv,
+                                   *COLUMNS, "--epochs", "1", "--logging-steps", "1", "--no-progress"], capsys)
+    assert status == 0, err
+    assert f"joint: wrote {out}" in stdout
+    policy = AutoModelForSequenceClassification.from_pretrained(run.out / "policy").state_dict()
+    joint = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    assert all(torch.equal(v, policy[k]) for k, v in joint.items() if ".policy." in k)
+    assert any(not torch.equal(v, policy[k]) for k, v in joint.items() if ".layer." in k)
+    lines = [json.loads(line) for line in (tmp_path / "joint-frozen-log.jsonl").read_text().splitlines()]
+    assert lines and all("reward" not in line and 0 < line["kept"] <= 1 for line in lines)  # no REINFORCE term
 
 
 def test_bad_csv_exits_2_with_a_message_naming_the_file(backbone, tmp_path, capsys):  # noqa: F811

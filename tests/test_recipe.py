@@ -2,6 +2,10 @@
 
 from dataclasses import replace
 
+import pytest
+import torch
+from safetensors.torch import load_file
+
 from trbert import recipe, training
 from conftest import LABELS, synthetic
 
@@ -14,7 +18,7 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
         joint=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, samples=2, save_steps=1000),
         alphas=[0.5, 2.0], reduction_layers=[0], layouts={(1,): [2.0]}, truncation=[8, 16], timing_examples=16, batch_sizes=(1, 8),
         timing_repeats={1: 2},
-        capped={((0,), 0.5): [0.3]},
+        capped={((0,), 0.5): [0.3]}, frozen_policies=((1,),),
         capped_stage=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, save_steps=1000),
     )
     folders = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
@@ -24,6 +28,11 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
                                        "alpha-2/joint", "layers-1/alpha-2/policy", "layers-1/alpha-2/joint",
                                        "alpha-0.5/capped-0.3"}
     assert all(m > 0 for m in folders["minutes"].values())
+    # The layout named in frozen_policies keeps its policy stage's policies; the others tune them.
+    for folder, frozen in [(tmp_path / "layers-1" / "alpha-2", True), (tmp_path / "alpha-2", False)]:
+        policy, joint = (load_file(str(folder / stage / "model.safetensors")) for stage in ("policy", "joint"))
+        same = [torch.equal(v, policy[k]) for k, v in joint.items() if ".policy." in k]
+        assert same and all(same) == frozen, folder
     records = recipe.evaluate_all(preset, folders, synthetic(120, seed=9), progress=False)
     methods = [(r["method"], r["setting"], r["batch_size"]) for r in records]
     assert methods[0] == ("full", "fine-tuned", 8)
@@ -59,8 +68,18 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
         {**timing, "stages_trained": {"finetune": 1.5, "alpha-1/policy": 0.5}})
 
 
+def test_frozen_policies_must_name_a_layout_of_the_preset(tmp_path):
+    settings = training.StageSettings()
+    preset = recipe.Preset(name="x", max_length=32, finetune=settings, policy=settings, joint=settings,
+                           alphas=[1.0], frozen_policies=((0, 3),))
+    with pytest.raises(ValueError, match=r"frozen_policies: \[\[0, 3\]\] is not a layout of the preset"):
+        recipe.train_all(preset, tmp_path, "unused", None, LABELS)
+    assert not any(tmp_path.iterdir())
+
+
 def test_presets_are_consistent():
     for name, preset in recipe.PRESETS.items():
+        assert set(preset.frozen_policies) <= {layers for layers, _ in preset.trained()}
         assert preset.name == name and preset.alphas and preset.max_length <= 512
         trained = {(tuple(layers), a) for layers, alphas in preset.layouts.items() for a in alphas}
         trained |= {(tuple(preset.reduction_layers or [1, 3]), a) for a in preset.alphas}

@@ -167,7 +167,8 @@ overlapping windows) or token classification (WNUT-16).
   finetune  the backbone with the task's head: a plain transformers model (the full model)
   policy    the keep policies by REINFORCE, the backbone frozen; from --source (a finetune folder)
   joint     every parameter: distillation from --teacher (the finetune folder) plus REINFORCE;
-            from --source (a policy folder)
+            from --source (a policy folder). With --freeze-policies: the backbone and head only,
+            by distillation, the policies kept as the policy stage left them
   all       finetune, policy and joint into OUT/finetune, OUT/policy and OUT/joint
   capped    optional, after joint: every step keeps at most --max-keep-ratio of an example's tokens
             (the policies' best), the backbone tuned to that by distillation from --teacher, the
@@ -204,6 +205,7 @@ examples:
   trbert train --stage finetune --out runs/ft --max-length 256 --epochs 3
   trbert train --stage policy --source runs/ft --out runs/policy-a0.5 --alpha 0.5 --reduction-layers 1 3
   trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5
+  trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5-frozen --freeze-policies
   trbert train --stage capped --source runs/joint-a0.5 --teacher runs/ft --max-keep-ratio 0.1 --out runs/cap-0.1
   trbert train --stage all --task question-answering --data train-v1.1.json --max-length 384 --out runs/squad
   trbert train --stage all --task token-classification --out runs/wnut
@@ -253,6 +255,9 @@ def add_train(subparsers) -> None:
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")
     p.add_argument("--max-keep-ratio", type=_keep_ratio, metavar="R",
                    help="capped: the most any step keeps, as a fraction of each example's tokens, in (0, 1]")
+    p.add_argument("--freeze-policies", action="store_true",
+                   help="joint, all: keep the policies frozen in the joint stage and tune the backbone and "
+                        "head by distillation alone, with the keep decisions of inference (no REINFORCE)")
     p.add_argument("--guide-rate", type=_unit_float, default=0.0, metavar="R",
                    help="policy, all: imitation warm-up: for the first fraction R of the steps one of the K "
                         "trajectories is the residual heuristic's (default: 0, none)")

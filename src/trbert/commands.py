@@ -203,6 +203,8 @@ def plan_stages(args) -> list[Stage]:
     if (getattr(args, "max_keep_ratio", None) is not None) != (args.stage == "capped"):
         raise CommandError("--stage capped needs --max-keep-ratio" if args.stage == "capped" else
                            "--max-keep-ratio is set with --stage capped only")
+    if getattr(args, "freeze_policies", False) and args.stage not in ("joint", "all"):
+        raise CommandError("--freeze-policies is set with --stage joint or all only")
     if args.stage in EARLY_EXIT_STAGES and args.task != "token-classification":
         raise CommandError(f"--stage {args.stage} is token-level early exit: use it with --task token-classification")
     out = Path(args.out)
@@ -307,7 +309,8 @@ def _train(args, training) -> int:
             training.train_capped(source, str(stage.teacher), dataset, stage.out, settings, args.max_keep_ratio,
                                   task=args.task)
         else:
-            training.train_joint(source, str(stage.teacher), dataset, stage.out, settings, task=args.task)
+            training.train_joint(source, str(stage.teacher), dataset, stage.out, settings, task=args.task,
+                                 freeze_policies=args.freeze_policies)
         say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
     return 0
 

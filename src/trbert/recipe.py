@@ -44,6 +44,9 @@ class Preset:
     # probabilities are not yet near 0 or 1, and the 0.5 threshold keeps far fewer tokens than the
     # sampled trajectories the model was tuned on (measured: 12% kept instead of 30%, -21 points).
     keep_rule: str = "expected"
+    # Layouts (reduction layers, as in `layouts`) whose joint stage keeps the policies frozen: the
+    # backbone and head are tuned by distillation alone, with the keep decisions of inference.
+    frozen_policies: tuple[tuple[int, ...], ...] = ()
     # Token budgets tighter than the policies keep, each tuned after the joint stage (`train_capped`):
     # {(reduction_layers, alpha): [max_keep_ratio, ...]}, the layout and alpha one of the above.
     capped: dict[tuple[tuple[int, ...], float], list[float]] = field(default_factory=dict)
@@ -83,6 +86,10 @@ PRESETS = {
     # steps 0,3, alpha 1, same policy stage) it kept fewer tokens (23%/4% against 27%/7%) and scored
     # 0.45 points higher. A third epoch (steps 0,3, alpha 1, six draws) kept fewer tokens again (8-13x
     # FLOPs against 7.3-8x) at the same mean accuracy, with a wider spread: not adopted (docs/RESULTS.md).
+    # The layout with a step on the embeddings tunes the joint stage with its policies frozen: the
+    # REINFORCE term kept thinning the tokens there (to 8-13x FLOPs at alpha 1) and the accuracy moved by
+    # two points with the draw (94.9-97.0%, six draws); distillation alone to what the policy stage keeps
+    # scored 96.7-97.5% at 5.6-6.4x in four draws (scripts/policy_seeds.py --frozen-joint, docs/RESULTS.md).
     # Alpha 2 is in the sweep to show where it levels off: its first step keeps as many tokens as alpha
     # 1's (25% against 23%), only the second thins out, at 0.9 points.
     # The capped model: alpha 1 with every step keeping at most 10% of an article's tokens (its first step
@@ -101,6 +108,7 @@ PRESETS = {
         joint=StageSettings(epochs=2, learning_rate=2e-5, batch_size=8, samples=2, **FAST),
         alphas=[0.02, 0.05, 0.1, 0.2, 1.0],
         layouts={(0, 3): [0.1, 0.2, 0.5, 1.0, 2.0]},
+        frozen_policies=((0, 3),),
         capped={((0, 3), 1.0): [0.1]},
         capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, **FAST),
         truncation=[32, 64, 128, 256],
@@ -143,6 +151,9 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
     """Stage 1 once, then stages 2 and 3 for each alpha; returns the folders of the full model ("full"),
     the TR models ("tr", "layouts", "capped") and the minutes each stage trained in this call ("minutes")."""
     run_dir = Path(run_dir)
+    unknown = set(map(tuple, preset.frozen_policies)) - {layers for layers, _ in preset.trained()}
+    if unknown:
+        raise ValueError(f"frozen_policies: {sorted(map(list, unknown))} is not a layout of the preset")
     clock = StageClock(run_dir)
     full_dir = run_dir / "finetune"
     if not stage_done(full_dir):
@@ -158,14 +169,16 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
         if not stage_done(folder / "policy"):
             clock.run(folder / "policy", train_policy, str(full_dir), train, folder / "policy",
                       _stage(preset.policy, preset, seed, alpha=alpha), **overrides)
+        layout = tuple(layers or preset.reduction_layers or [1, 3])
         if not stage_done(folder / "joint"):
             clock.run(folder / "joint", train_joint, str(folder / "policy"), str(full_dir), train, folder / "joint",
-                      _stage(preset.joint, preset, seed, alpha=alpha))
+                      _stage(preset.joint, preset, seed, alpha=alpha),
+                      freeze_policies=layout in preset.frozen_policies)
         if layers is None:
             models[alpha] = folder / "joint"
         else:
             layouts[(tuple(layers), alpha)] = folder / "joint"
-        joints[(tuple(layers or preset.reduction_layers or [1, 3]), alpha)] = folder / "joint"
+        joints[(layout, alpha)] = folder / "joint"
     capped = {}
     for (layers, alpha), caps in preset.capped.items():
         joint = joints.get((tuple(layers), alpha))
@@ -407,7 +420,9 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         f"{preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
         f"keep rule at inference: {preset.keep_rule}; reduction steps before layers "
         f"{', '.join(map(str, preset.reduction_layers or [1, 3]))} unless the method names others "
-        "(layer 0: a step on the embeddings)" + (
+        "(layer 0: a step on the embeddings)" + "".join(
+            f"; reduction at layers {','.join(map(str, layers))}: joint stage with the policies frozen "
+            "(distillation alone, the keep decisions of inference)" for layers in preset.frozen_policies) + (
             f"; capped models: the joint model with a budget of max_keep_ratio of each article's tokens per "
             f"step, tuned to it {preset.capped_stage.epochs:g} epoch(s) by distillation (policies frozen)"
             if preset.capped else "") + _precision(preset),

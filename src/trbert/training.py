@@ -329,7 +329,7 @@ class ReductionTrainer(_ExtraLog):
         self._extra = {"reward": reward.mean().item(), "kept": kept.mean().item(), "task_loss": task_loss.mean().item()}
 
 
-class CappedTrainer(_ExtraLog):
+class FrozenPolicyTrainer(_ExtraLog):
     """Distillation with the keep decisions made as at inference (no sampling): the keep rule, then the
     per-example budget `max_keep_ratio`. The policies are frozen; the backbone and head learn to work
     from the tokens the budget leaves them."""
@@ -467,11 +467,18 @@ def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, ta
 
 
 def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings,
-                task: str | Task = "classification", **model_overrides) -> Path:
+                task: str | Task = "classification", freeze_policies: bool = False, **model_overrides) -> Path:
     """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
     the model in `teacher` (stage 1's folder, or a module such as `trbert.long.SegmentBaseline`, run
-    on each batch) plus the REINFORCE term."""
-    return _reduction_stage(source, dataset, out_dir, settings, get_task(task), teacher, model_overrides)
+    on each batch) plus the REINFORCE term.
+
+    `freeze_policies`: keep stage 2's policies as they are and tune only the backbone and head, by
+    distillation with the keep decisions of inference (no sampling, no REINFORCE term). The model then
+    keeps what stage 2 kept; the backbone learns to work from those tokens."""
+    task = get_task(task)
+    if freeze_policies:
+        return _frozen_policy_stage(source, teacher, dataset, out_dir, settings, task, model_overrides)
+    return _reduction_stage(source, dataset, out_dir, settings, task, teacher, model_overrides)
 
 
 def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings, max_keep_ratio: float,
@@ -480,18 +487,25 @@ def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: Sta
     policies' best-scoring ones) and tune the backbone and head to the cap by distillation from
     `teacher` (stage 1's folder), the policies frozen. The cap is saved in the model's config. A cap
     applied without this stage costs more accuracy: the backbone was tuned on what the policies keep."""
-    task = get_task(task)
+    return _frozen_policy_stage(source, teacher, dataset, out_dir, settings, get_task(task),
+                                {"max_keep_ratio": max_keep_ratio})
+
+
+def _frozen_policy_stage(source: str, teacher, dataset, out_dir: str, settings: StageSettings, task: Task,
+                         model_overrides: dict) -> Path:
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = _stage_model(task.tr_class, source, settings, max_keep_ratio=max_keep_ratio)
+    model = _stage_model(task.tr_class, source, settings, **model_overrides)
     for name, p in model.named_parameters():
         p.requires_grad = ".policy." not in name
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
-    train = _with_teacher_logits(train, teacher, tokenizer, task, settings)
+    if isinstance(teacher, str | os.PathLike):
+        train = _with_teacher_logits(train, teacher, tokenizer, task, settings)
+        teacher = task.auto_class.from_pretrained(teacher)
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
-    trainer = CappedTrainer(
+    trainer = FrozenPolicyTrainer(
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
-        data_collator=Collator(tokenizer), task=task, teacher=task.auto_class.from_pretrained(teacher),
+        data_collator=Collator(tokenizer), task=task, teacher=teacher,
     )
     out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
     model.requires_grad_(True)
