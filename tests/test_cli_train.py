@@ -195,6 +195,24 @@ def test_eval_prints_the_comparison_and_writes_json(run, tmp_path, capsys):
     assert f"{tr['flops_speedup']:.2f}x" in out
 
 
+def test_eval_in_bfloat16_agrees_with_float32(run, tmp_path, capsys):
+    common = ["eval", "--model", run.out / "joint", "--full-model", run.out / "finetune", "--data", run.test_csv,
+              *COLUMNS, "--timing-repeats", "0", "--no-progress"]
+    reports = {}
+    for dtype in ("float32", "bfloat16"):
+        path = tmp_path / f"{dtype}.json"
+        status, out, err = run_cli([*common, "--dtype", dtype, "--json", path], capsys)
+        assert status == 0, err
+        assert f"cpu, {dtype}" in out
+        reports[dtype] = json.loads(path.read_text())["records"]
+    for single, half in zip(reports["float32"], reports["bfloat16"]):
+        assert single["dtype"] == "float32" and half["dtype"] == "bfloat16"
+        # bfloat16 keeps 8 bits of mantissa: a few predictions and keep decisions may flip, not more.
+        assert abs(single["accuracy"] - half["accuracy"]) <= 0.1
+        if single["kept_fraction"]:
+            assert half["kept_fraction"][0] == pytest.approx(single["kept_fraction"][0], abs=0.1)
+
+
 def test_eval_against_a_given_full_model_and_of_a_plain_model(run, capsys):
     common = ["--data", run.test_csv, *COLUMNS, "--timing-repeats", "0", "--no-progress"]
     status, out, _ = run_cli(["eval", "--model", run.out / "joint", "--full-model", run.out / "finetune", *common],

@@ -327,6 +327,9 @@ def add_eval(subparsers) -> None:
     p.add_argument("--timing-repeats", type=_non_negative_int, default=1, metavar="R",
                    help="timed passes over the data per model after a warm-up pass; "
                         "0: no wall-clock timing (default: 1)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="weights and activations of both models (default: float32; half precision is "
+                        "what a GPU runs fastest)")
     p.add_argument("--json", metavar="OUT.json", help="also write the results file here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=commands.evaluate)

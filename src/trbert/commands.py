@@ -331,6 +331,16 @@ def _device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _place(args, *models):
+    """Move the models to the GPU when there is one, in --dtype; returns the device."""
+    import torch
+
+    device = _device()
+    for model in models:
+        model.to(device=device, dtype=getattr(torch, getattr(args, "dtype", "float32")))
+    return device
+
+
 def load_model(folder: Path, task: str = "classification", **overrides):
     """A trbert model through its own class (config overrides allowed), any other through the task's
     Auto class."""
@@ -403,9 +413,7 @@ def evaluate(args) -> int:
     texts, labels = list(dataset["text"]), list(dataset["label"])
     max_length = fit_max_length(args.max_length, config, folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    device = _device()
-    model.to(device)
-    full.to(device)
+    device = _place(args, model, full)
     result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, max_length, args.batch_size,
                                             timing_repeats=args.timing_repeats, progress=not args.no_progress)
 
@@ -415,7 +423,7 @@ def evaluate(args) -> int:
     print(f"model:           {folder} ({kind})")
     print(f"full model:      {full_note}")
     print(f"data:            {data.description}: {len(texts)} examples, max length {max_length}, "
-          f"batch size {args.batch_size}, {device.type}")
+          f"batch size {args.batch_size}, {device.type}, {args.dtype}")
     print(f"accuracy:        {_percent(result['accuracy'])}")
     print(f"full accuracy:   {_percent(result['full_accuracy'])}")
     print(f"difference:      {_points(result['accuracy_diff'])} points, 95% CI [{_points(result['ci_low'])}, "
@@ -431,7 +439,7 @@ def evaluate(args) -> int:
 
     if args.json:
         common = dict(data=args.data if args.data == "bbc" else data.description,
-                      split=split if args.data == "bbc" else None)
+                      split=split if args.data == "bbc" else None, dtype=args.dtype)
         setting = f"keep_threshold={config.keep_threshold:g}" if is_tr else "plain"
         full_ms = result["full_latency_ms"]
         records = [
@@ -460,9 +468,7 @@ def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
     if args.max_examples is not None:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_examples, len(dataset))))
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    device = _device()
-    model.to(device)
-    full.to(device)
+    device = _place(args, model, full)
     if args.task == "question-answering":
         from .qa import evaluate_qa
 
