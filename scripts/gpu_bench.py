@@ -32,6 +32,8 @@ def main() -> None:
                         help="alphas with the steps on the embeddings and before layer 3 (default: 0.5 1)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--executions", nargs="+", default=["packed", "padded"], choices=["packed", "padded"],
+                        help="how the layers after a reduction step run (TRBertConfig.execution; default: both)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--timing-examples", type=int, default=256,
                         help="wall clock on this many test articles spread over the split (default: 256)")
@@ -73,15 +75,15 @@ def main() -> None:
             {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "wall_speedup": 1.0,
              "n_examples": len(texts), "batch_size": batch, "kept_fraction": None},
             method="full", setting="fine-tuned", **common))
-        for method, setting, folder in runs:
-            model = TRBertForSequenceClassification.from_pretrained(folder).eval()
+        for (method, setting, folder), execution in ((run, e) for run in runs for e in args.executions):
+            model = TRBertForSequenceClassification.from_pretrained(folder, execution=execution).eval()
             model.to(device=device, dtype=getattr(torch, dtype))
             result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, preset.max_length, batch,
                                                     timing_repeats=0, progress=False, full_predictions=full_pred)
             records += recipe.timed_records(preset, model, full, tokenizer, texts, labels, result,
-                                            method=method, setting=setting, **common)
+                                            method=method, setting=setting, execution=execution, **common)
             for r in records[-len(preset.batch_sizes):]:
-                print(f"{dtype:8s} {method:28s} {setting:10s} b{r['batch_size']:<4d} acc {100 * r['accuracy']:.2f} "
+                print(f"{dtype:8s} {execution:6s} {method:28s} {setting:10s} b{r['batch_size']:<4d} acc {100 * r['accuracy']:.2f} "
                       f"(full {100 * r['full_accuracy']:.2f}) kept {r['kept_fraction']} "
                       f"FLOPs {r['flops_speedup']:.2f}x wall {r['wall_speedup']:.2f}x "
                       f"({r['latency_ms']:.2f} ms per article)", flush=True)
