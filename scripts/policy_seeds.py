@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--joint-epochs", type=float, default=None, help="joint stage epochs (preset: 2)")
     parser.add_argument("--frozen-joint", action="store_true",
                         help="joint stage with the policies frozen: distillation only, keep decisions made as at "
-                             "inference (`training.train_capped` without a cap), for the joint stage's epochs")
+                             "inference (`training.train_joint(freeze_policies=True)`, as the preset's step on the embeddings)")
     parser.add_argument("--timing", action="store_true",
                         help="also time each model side by side with the full model at batch 1 and 32, as the "
                              "preset's report does (run it with nothing else on the machine)")
@@ -90,13 +90,9 @@ def main() -> None:
                                   recipe._stage(preset.policy, preset, seed, alpha=args.alpha, **policy_changes),
                                   **overrides)
         if not training.stage_done(folder / "joint"):
-            if args.frozen_joint:  # the capped models' stage without a cap, for the joint stage's epochs
-                training.train_capped(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
-                                      recipe._stage(preset.capped_stage, preset, seed,
-                                                    epochs=joint_changes.get("epochs", preset.joint.epochs)), 1.0)
-            else:
-                training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
-                                     recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes))
+            training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
+                                 recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes),
+                                 freeze_policies=args.frozen_joint)
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
         result = evaluation.evaluate_classifier(model, full_model, tokenizer, texts, labels, preset.max_length, 32,
                                                 timing_repeats=0, progress=False, full_predictions=full_pred)
