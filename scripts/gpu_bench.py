@@ -61,8 +61,6 @@ def main() -> None:
 
     texts, labels = list(bbc["test"]["text"]), list(bbc["test"]["label"])
     tokenizer = AutoTokenizer.from_pretrained(folders["full"])
-    runs = [("tr", f"alpha={a:g}", f) for a, f in folders["tr"].items()]
-    runs += [("tr (reduction at layers 0,3)", f"alpha={a:g}", f) for (_, a), f in folders["layouts"].items()]
     records = []
     for dtype in args.dtypes:
         common = {"model": recipe.MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length,
@@ -71,11 +69,9 @@ def main() -> None:
         full.to(device=device, dtype=getattr(torch, dtype))
         batch = max(preset.batch_sizes)
         full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=False)
-        records.append(evaluation.results_record(
-            {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "wall_speedup": 1.0,
-             "n_examples": len(texts), "batch_size": batch, "kept_fraction": None},
-            method="full", setting="fine-tuned", **common))
-        for (method, setting, folder), execution in ((run, e) for run in runs for e in args.executions):
+        records.append(recipe.full_record(full_pred, labels, batch, **common))
+        runs = [(run, execution) for run in recipe.tr_runs(folders) for execution in args.executions]
+        for (method, setting, folder), execution in runs:
             model = TRBertForSequenceClassification.from_pretrained(folder, execution=execution).eval()
             model.to(device=device, dtype=getattr(torch, dtype))
             result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, preset.max_length, batch,

@@ -337,7 +337,7 @@ def _place(args, *models):
 
     device = _device()
     for model in models:
-        model.to(device=device, dtype=getattr(torch, getattr(args, "dtype", "float32")))
+        model.to(device=device, dtype=getattr(torch, args.dtype))
     return device
 
 

@@ -205,27 +205,38 @@ def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> 
 
     batch = max(preset.batch_sizes)
     full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=progress)
-    full_acc = evaluation.accuracy(full_pred.pred, labels)
-    records = [evaluation.results_record(
-        {"accuracy": full_acc, "flops_speedup": 1.0, "wall_speedup": 1.0, "n_examples": len(texts),
-         "batch_size": batch, "kept_fraction": None}, method="full", setting="fine-tuned", **common)]
+    records = [full_record(full_pred, labels, batch, **common)]
     for result in evaluation.truncation_baseline(full, tokenizer, texts, labels, preset.truncation, full_pred,
                                                  batch, progress=progress):
         records.append(evaluation.results_record(result, **common))
 
-    runs = [("tr", f"alpha={alpha:g}", folder) for alpha, folder in folders["tr"].items()]
-    runs += [(f"tr (reduction at layers {','.join(map(str, layers))})", f"alpha={alpha:g}", folder)
-             for (layers, alpha), folder in folders.get("layouts", {}).items()]
-    runs += [(f"tr capped (reduction at layers {','.join(map(str, layers))})",
-              f"alpha={alpha:g}, max_keep_ratio={cap:g}", folder)
-             for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
-    for method, setting, folder in runs:
+    for method, setting, folder in tr_runs(folders):
         model = TRBertForSequenceClassification.from_pretrained(folder).eval()
         result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, preset.max_length, batch,
                                                 timing_repeats=0, progress=progress, full_predictions=full_pred)
         records += timed_records(preset, model, full, tokenizer, texts, labels, result,
                                  method=method, setting=setting, **common)
     return records
+
+
+def full_record(full_pred, labels, batch_size: int, **fields) -> dict:
+    """The full model's record: its accuracy from `full_pred` (`evaluation.predict_batches`), the
+    reference (1x) for every speed-up."""
+    return evaluation.results_record(
+        {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "wall_speedup": 1.0,
+         "n_examples": len(labels), "batch_size": batch_size, "kept_fraction": None},
+        method="full", setting="fine-tuned", **fields)
+
+
+def tr_runs(folders: dict) -> list[tuple[str, str, Path]]:
+    """(method, setting, folder) of each TR model `train_all` returned, as the records name them."""
+    runs = [("tr", f"alpha={alpha:g}", folder) for alpha, folder in folders["tr"].items()]
+    runs += [(f"tr (reduction at layers {','.join(map(str, layers))})", f"alpha={alpha:g}", folder)
+             for (layers, alpha), folder in folders.get("layouts", {}).items()]
+    runs += [(f"tr capped (reduction at layers {','.join(map(str, layers))})",
+              f"alpha={alpha:g}, max_keep_ratio={cap:g}", folder)
+             for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
+    return runs
 
 
 def timed_records(preset: Preset, model, full, tokenizer, texts, labels, result: dict, /, **fields) -> list[dict]:
