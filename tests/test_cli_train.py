@@ -122,6 +122,8 @@ def test_single_stage_options_are_checked(run, tmp_path, capsys):
          "--stage capped needs --teacher"),
         (["--stage", "policy", "--source", run.out / "finetune", "--freeze-policies"],
          "--freeze-policies is set with --stage joint or all only"),
+        (["--stage", "policy", "--source", run.out / "finetune", "--head-lr", "1e-3"],
+         "--head-lr is set with --stage finetune or all only"),
     ]
     for options, message in cases:
         status, _, err = run_cli(["train", "--out", out, "--data", run.test_csv, *COLUMNS, *options], capsys)
@@ -308,3 +310,14 @@ def test_help_reads_well(command, options, capsys):
     for option in options:
         assert option in out, option
     assert command in build_parser().format_help()  # listed in `trbert --help`
+
+
+def test_head_lr_option_reaches_the_fine_tune_only():
+    args = build_parser().parse_args(["train", "--stage", "all", "--out", "x", "--lr", "5e-5", "--head-lr", "1e-3"])
+    from trbert.commands import stage_settings
+
+    assert stage_settings(args, "finetune", 64).head_learning_rate == 1e-3
+    assert stage_settings(args, "finetune", 64).learning_rate == 5e-5
+    assert stage_settings(args, "policy", 64).head_learning_rate is None
+    assert stage_settings(build_parser().parse_args(["train", "--stage", "finetune", "--out", "x"]),
+                          "finetune", 64).head_learning_rate is None

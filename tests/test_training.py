@@ -12,10 +12,11 @@ REINFORCE signs and baseline in seconds.
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertTokenizerFast
 
 import trbert
 from conftest import LABELS, MARKERS, synthetic, tiny_batch, tiny_config
@@ -344,3 +345,30 @@ def test_policy_training_with_imitation_warm_up(finetuned, tmp_path):
                                 reduction_layers=[0])
     accuracy, marker_kept, other_kept, _ = keep_stats(out, synthetic(200, seed=2))
     assert accuracy >= 0.9 and marker_kept >= 0.95 and other_kept <= 0.3, (accuracy, marker_kept, other_kept)
+
+
+def test_head_learning_rate_trains_the_head_alone_and_resumes(backbone, tmp_path, monkeypatch):
+    settings = training.StageSettings(epochs=1, learning_rate=1e-9, head_learning_rate=1e-2, batch_size=16,
+                                      max_length=64, save_steps=1)
+    out = training.finetune(backbone, synthetic(32, seed=6), tmp_path / "ft", settings, label_names=LABELS)
+    tuned = AutoModelForSequenceClassification.from_pretrained(out)
+    head = training.head_parameters(tuned)
+    assert set(head) == {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}
+    source = AutoModel.from_pretrained(backbone).state_dict()
+    tuned_weights = tuned.state_dict()
+    moved = {n: (tuned_weights[n] - source[n.removeprefix("bert.")]).abs().max().item()
+             for n in tuned_weights if n.startswith("bert.")}
+    assert max(moved[n] for n in moved if n not in head) < 1e-6  # the backbone at lr 1e-9: two steps, no visible move
+    assert moved["bert.pooler.dense.weight"] > 1e-3  # the head at lr 1e-2
+    # The split optimizer resumes from its checkpoint: a longer run continues from step 2.
+    shutil.rmtree(out)
+    resumed_from, train = [], training.FinetuneTrainer.train
+    monkeypatch.setattr(training.FinetuneTrainer, "train",
+                        lambda self, **kw: resumed_from.append(kw.get("resume_from_checkpoint")) or train(self, **kw))
+    training.finetune(backbone, synthetic(32, seed=6), tmp_path / "ft", replace(settings, epochs=2), label_names=LABELS)
+    assert resumed_from == [str(tmp_path / "ft-checkpoints" / "checkpoint-2")]
+    state = json.loads((tmp_path / "ft-checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    with pytest.raises(ValueError, match="head_learning_rate"):
+        training.finetune(backbone, synthetic(16, seed=6), tmp_path / "bad",
+                          replace(settings, head_learning_rate=0.0), label_names=LABELS)

@@ -238,6 +238,9 @@ def add_train(subparsers) -> None:
                    help="keep trajectories sampled per example (default: 8 policy, 4 joint)")
     p.add_argument("--epochs", type=_positive_float, help="training epochs (default: per stage, below)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: per stage, below)")
+    p.add_argument("--head-lr", type=_positive_float, metavar="LR",
+                   help="finetune, all: peak learning rate of the new task head (pooler and classifier) "
+                        "(default: --lr)")
     p.add_argument("--batch-size", type=_positive_int, metavar="B",
                    help="examples per step and process (default: per stage, below)")
     p.add_argument("--max-length", type=_sequence_length, metavar="N",

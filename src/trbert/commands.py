@@ -184,6 +184,7 @@ def stage_settings(args, stage: str, max_length: int):
         guide_rate=args.guide_rate if stage == "policy" else 0.0,
         seed=args.seed, save_steps=args.save_steps, logging_steps=args.logging_steps,
         attention_dropout=args.attention_dropout, bf16=args.bf16, extra=extra,
+        head_learning_rate=getattr(args, "head_lr", None) if stage == "finetune" else None,
     )
 
 
@@ -205,6 +206,8 @@ def plan_stages(args) -> list[Stage]:
                            "--max-keep-ratio is set with --stage capped only")
     if getattr(args, "freeze_policies", False) and args.stage not in ("joint", "all"):
         raise CommandError("--freeze-policies is set with --stage joint or all only")
+    if getattr(args, "head_lr", None) is not None and args.stage not in ("finetune", "all"):
+        raise CommandError("--head-lr is set with --stage finetune or all only (it is the fine-tune's)")
     if args.stage in EARLY_EXIT_STAGES and args.task != "token-classification":
         raise CommandError(f"--stage {args.stage} is token-level early exit: use it with --task token-classification")
     out = Path(args.out)
