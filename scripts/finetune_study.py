@@ -4,6 +4,8 @@ by validation loss (the validation accuracy is saturated: every setting tried ge
 
     .venv/bin/python scripts/finetune_study.py --name head-lr-1e-3 --head-lr 1e-3 --seeds 0 1 2 \
         --reference runs/bbc-full-e2e/finetune --out docs/results/bbc_finetune_study.json
+    .venv/bin/python scripts/finetune_study.py --name preset --seeds 0 --model runs/bbc-full-e2e/finetune \
+        --reference runs/bbc-full-e2e/finetune --out docs/results/bbc_finetune_study.json
 
 Each model goes to RUN_DIR/NAME-seed-S (skipped when finished). Records: validation loss and accuracy,
 the final training loss, test accuracy, and the test difference against --reference (a fine-tuned model
@@ -51,9 +53,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="(preset: 2)")
     parser.add_argument("--lr", type=float, default=None, help="backbone learning rate (preset: 8e-5)")
     parser.add_argument("--head-lr", type=float, default=None, help="task head learning rate (preset: the same)")
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="score this fine-tuned folder (trained with the preset's settings and the one seed "
+                             "given) instead of training one")
     parser.add_argument("--reference", default=None, help="a fine-tuned model to compare with on the test split")
     parser.add_argument("--out", default=None, help="merge the records into this results JSON file")
     args = parser.parse_args()
+    if args.model and (len(args.seeds) != 1 or args.epochs or args.lr or args.head_lr):
+        parser.error("--model scores one existing fine-tune: give its seed alone, and no training options")
     preset = recipe.quiet(recipe.PRESETS["full"])
     changes = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.lr),
                                  ("head_learning_rate", args.head_lr)) if v is not None}
@@ -64,7 +71,7 @@ def main() -> None:
         reference, _ = score(Path(args.reference), bbc["test"], preset.max_length)
     records = []
     for seed in args.seeds:
-        folder = Path(args.run_dir) / f"{args.name}-seed-{seed}"
+        folder = Path(args.model or Path(args.run_dir) / f"{args.name}-seed-{seed}")
         settings = replace(preset.finetune, max_length=preset.max_length, seed=seed, **changes)
         minutes = None
         if not training.stage_done(folder):
