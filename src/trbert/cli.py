@@ -203,6 +203,7 @@ examples:
   trbert train --stage all --out runs/bbc
   trbert train --stage all --out runs/reviews --data reviews.csv --text-column review --label-column stars
   trbert train --stage finetune --out runs/ft --max-length 256 --epochs 3
+  trbert train --stage finetune --out runs/ft --head-lr 1e-3       # the new head at its own rate
   trbert train --stage policy --source runs/ft --out runs/policy-a0.5 --alpha 0.5 --reduction-layers 1 3
   trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5
   trbert train --stage joint --source runs/policy-a0.5 --teacher runs/ft --out runs/joint-a0.5-frozen --freeze-policies
