@@ -25,10 +25,13 @@ def test_long_benchmark_pipeline(tmp_path):
     short = StageSettings(epochs=1, learning_rate=1e-3, batch_size=4, samples=2, save_steps=1000,
                           extra={"disable_tqdm": True})
     preset = replace(bench_long.LongPreset(), lengths=(100, 200), train_length=128, n_train=8, n_test=6,
-                     reduction_layers=[1, 2], policy=short, joint=short, head_examples=12, dev_examples=6, head_lengths=(100, 200), timing_repeats=1,
+                     digest_recipes=(bench_long.DigestRecipe((1, 2), 0.5),
+                                     bench_long.DigestRecipe((0, 2), 1.0, freeze_policies=True)),
+                     policy=short, joint=short, head_examples=12, dev_examples=6, head_lengths=(100, 200), timing_repeats=1,
                      timing_examples=4, batch_sizes=(1, 4), article_model="layers-0-2/alpha-1/joint")
     records = bench_long.run(str(full), str(tmp_path / "long"), preset=preset, progress=False)
-    tr_settings = ["article model, steps 0,2, alpha=1", "digest-trained, steps 1,2, alpha=0.5"]
+    tr_settings = ["article model, steps 0,2, alpha=1", "digest-trained, steps 1,2, alpha=0.5",
+                   "digest-trained, steps 0,2, alpha=1, policies frozen in the joint stage"]
     assert [(r["max_length"], r["batch_size"], r["method"], r["setting"]) for r in records] == [
         (n, b, m, s) for n in (100, 200) for b in (1, 4)
         for m, s in [("segment baseline", "64-token segments, max-pooled"), ("truncation", "first 64 tokens"),
@@ -48,8 +51,15 @@ def test_long_benchmark_pipeline(tmp_path):
     changed = [name for (name, a), b in zip(source.named_parameters(), adapted.parameters()) if not torch.equal(a, b)]
     assert all(name.startswith("classifier") or ".pooler." in name for name in changed)
     # The head stage may change only the pooler and classifier of the joint model.
-    joint = bench_long.TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "alpha-0.5" / "joint")
-    head = bench_long.TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "alpha-0.5" / "head")
-    for (name, a), b in zip(joint.named_parameters(), head.parameters()):
-        if not (name.startswith("classifier") or ".pooler." in name):
-            assert torch.equal(a, b), name
+    for recipe in ("layers-1-2/alpha-0.5", "layers-0-2/alpha-1"):
+        joint = TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / recipe / "joint")
+        head = TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / recipe / "head")
+        for (name, a), b in zip(joint.named_parameters(), head.parameters()):
+            if not (name.startswith("classifier") or ".pooler." in name):
+                assert torch.equal(a, b), name
+    # With the policies frozen, the joint stage leaves them as stage 2 made them.
+    policy = TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "layers-0-2/alpha-1" / "policy")
+    joint = TRBertForSequenceClassification.from_pretrained(tmp_path / "long" / "layers-0-2/alpha-1" / "joint")
+    assert joint.config.reduction_layers == [0, 2] and joint.config.long_input
+    assert all(torch.equal(a, b) for (name, a), b in zip(policy.named_parameters(), joint.parameters())
+               if ".policy." in name)

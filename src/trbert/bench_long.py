@@ -11,9 +11,10 @@ Ways to read a digest with the 512-position MiniLM fine-tuned on BBC News (the f
   - "article model": the TR model that `trbert run --preset full` trained on single articles with
     reduction steps on the embeddings and before layer 3, switched to long input; only its pooler
     and classifier are re-tuned, for multi-label topics, on training digests;
-  - "digest-trained": reduction before layers 1 and 3, trained from the full model on training
-    digests (policy stage, then the joint stage distilling from the segment baseline), then the same
-    head stage.
+  - "digest-trained": trained from the full model on training digests (policy stage, then the joint
+    stage distilling from the segment baseline), then the same head stage; one model per
+    `DigestRecipe` (where the reduction steps go, alpha, and whether the joint stage keeps the
+    policies frozen).
   A topic is predicted when its sigmoid is at least 0.5.
 Each is scored by micro F1 over the topics; TR-BERT against the segment baseline with a 95% bootstrap
 interval over digests, FLOPs and wall-clock speed-up (timed side by side in the same run).
@@ -40,6 +41,24 @@ from .tagging import counts_bootstrap
 from .training import StageSettings, fit_head, save_atomically, stage_done, train_joint, train_policy
 
 
+@dataclass(frozen=True)
+class DigestRecipe:
+    """One digest-trained TR model: its reduction steps, its alpha, and whether its joint stage keeps
+    stage 2's policies frozen (distillation alone, with the keep decisions of inference)."""
+    reduction_layers: tuple[int, ...] = (1, 3)
+    alpha: float = 0.5
+    freeze_policies: bool = False
+
+    @property
+    def folder(self) -> str:
+        return f"layers-{'-'.join(map(str, self.reduction_layers))}/alpha-{self.alpha:g}"
+
+    @property
+    def setting(self) -> str:
+        return (f"digest-trained, steps {','.join(map(str, self.reduction_layers))}, alpha={self.alpha:g}"
+                + (", policies frozen in the joint stage" if self.freeze_policies else ""))
+
+
 @dataclass
 class LongPreset:
     lengths: tuple[int, ...] = (1024, 2048, 4096)
@@ -52,8 +71,10 @@ class LongPreset:
     # per sampled trajectory, and the joint stage also runs the segment baseline as its teacher.
     n_train: int = 120
     n_test: int = 100
-    alpha: float = 0.5
-    reduction_layers: list[int] = field(default_factory=lambda: [1, 3])
+    # The paper's placement, and a step on the embeddings with the joint stage the BBC News full preset
+    # uses for it (policies frozen): layer 0 is the costliest layer on a long input, as it reads every token.
+    digest_recipes: tuple[DigestRecipe, ...] = (DigestRecipe((1, 3), 0.5),
+                                                DigestRecipe((0, 3), 1.0, freeze_policies=True))
     policy: StageSettings = field(default_factory=lambda: StageSettings(
         epochs=1, learning_rate=3e-3, batch_size=2, samples=4, save_steps=20, logging_steps=5))
     joint: StageSettings = field(default_factory=lambda: StageSettings(
@@ -95,8 +116,8 @@ def prepare(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) ->
                                     f"`trbert run --preset full`, or name another with LongPreset.article_model")
         models[_setting(source, "article model")] = from_articles(source, run_dir / "articles", preset, seed)
     if "digests" in preset.sources:
-        folder = train_tr(preset, full_dir, run_dir, seed)
-        models[_setting(folder, "digest-trained")] = folder
+        for recipe in preset.digest_recipes:
+            models[recipe.setting] = train_tr(preset, recipe, full_dir, run_dir, seed)
     return models
 
 
@@ -127,22 +148,22 @@ def from_articles(source: Path, folder: Path, preset: LongPreset, seed: int = 0)
     return folder / "head"
 
 
-def train_tr(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) -> Path:
-    """The digest-trained model: policy and joint stages on training digests, then the head stage."""
+def train_tr(preset: LongPreset, recipe: DigestRecipe, full_dir: Path, run_dir: Path, seed: int = 0) -> Path:
+    """A digest-trained model: policy and joint stages on training digests, then the head stage."""
     train = load_digests(preset.train_length, "train", n=preset.n_train, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
-    folder = run_dir / f"alpha-{preset.alpha:g}"
-    settings = dict(max_length=preset.train_length, seed=seed, alpha=preset.alpha)
+    folder = run_dir / recipe.folder
+    settings = dict(max_length=preset.train_length, seed=seed, alpha=recipe.alpha)
     if not stage_done(folder / "policy"):
         train_policy(str(full_dir), train, folder / "policy", replace(preset.policy, **settings), task="multi-label",
-                     long_input=True, reduction_layers=preset.reduction_layers, keep_rule="expected",
+                     long_input=True, reduction_layers=list(recipe.reduction_layers), keep_rule="expected",
                      problem_type="multi_label_classification")
     if not stage_done(folder / "joint"):
         full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
         teacher = SegmentBaseline(full, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
                                   segment_length=full.config.max_position_embeddings)
         train_joint(str(folder / "policy"), teacher, train, folder / "joint", replace(preset.joint, **settings),
-                    task="multi-label")
+                    task="multi-label", freeze_policies=recipe.freeze_policies)
     if not stage_done(folder / "head"):
         retune_head(folder / "joint", folder / "head", preset, seed)
     return folder / "head"
@@ -308,10 +329,10 @@ def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", se
             f"the TR model `trbert run --preset full` trained on single articles (`{preset.article_model}`), switched "
             "to long input, with only its pooler and classifier re-tuned for multi-label topics on "
             f"{preset.head_examples} training digests ({', '.join(map(str, preset.head_lengths))} tokens in equal "
-            "parts; the step with the best micro F1 on validation digests kept); the *digest-trained* model has reduction before layers "
-            f"{', '.join(map(str, preset.reduction_layers))} and was trained on {preset.n_train} training digests of "
-            f"about {preset.train_length} tokens (policy, then joint distilling from the segment baseline, then the "
-            "same head stage).",
+            "parts; the step with the best micro F1 on validation digests kept); each *digest-trained* model was trained "
+            f"from the full model on {preset.n_train} training digests of about {preset.train_length} tokens (policy, then "
+            "joint distilling from the segment baseline, then the same head stage); its setting names its reduction "
+            "steps (step 0: on the embeddings) and alpha.",
             "",
             f"- Command: `{command}`",
             f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
