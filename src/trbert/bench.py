@@ -216,7 +216,7 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
     layers = list(rp.reduction_layers or [1, 3])
     folders["layers"] = {k: fewer_layers(full_dir, k, bbc["train"], bbc["validation"], rp.max_length,
                                          rivals / f"layers-{k}", seed, progress=progress) for k in preset.layers}
-    tune_settings = preset if progress else replace(preset, tune=recipe._quiet(preset.tune))
+    tune_settings = preset if progress else replace(preset, tune=recipe.quiet_stage(preset.tune))
     topk = {}
     for fractions in dict.fromkeys([*preset.topk, *preset.topk_tuned]):
         name = ",".join(f"{f:g}" for f in fractions)

@@ -36,7 +36,7 @@ from .cost import reduction_cost, segmented_layer_macs
 from .data import load_digests
 from .long import SegmentBaseline, micro_f1, multi_hot
 from .modeling import TRBertForSequenceClassification
-from .recipe import MODEL_NAME
+from .recipe import MODEL_NAME, quiet_stage
 from .tagging import counts_bootstrap
 from .training import StageSettings, fit_head, save_atomically, stage_done, train_joint, train_policy
 
@@ -299,6 +299,8 @@ def plot_latency(records: list[dict], path: str | Path, batch_size: int = 1) -> 
 def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", seed: int = 0, report: bool = False,
         progress: bool = True, command: str | None = None, preset: LongPreset | None = None) -> list[dict]:
     preset = preset or LongPreset()
+    if not progress:
+        preset = replace(preset, policy=quiet_stage(preset.policy), joint=quiet_stage(preset.joint))
     full_dir = Path(full_dir)
     if not stage_done(full_dir):
         raise FileNotFoundError(f"{full_dir}: no fine-tuned BBC News model; make it with "

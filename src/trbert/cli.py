@@ -487,10 +487,10 @@ The long-document benchmark on news digests (a set derived from BBC News: severa
 labelled with the set of topics they contain) of about 1024, 2048 and 4096 tokens. Compares, with
 the BBC News full model: truncation to 512 tokens, the segment baseline (every 512-token segment,
 probabilities max-pooled) and TR-BERT's long-input mode (the layers below the first reduction step
-per segment, the kept tokens of the whole document together above it). Two TR models: the one
+per segment, the kept tokens of the whole document together above it). TR models: the one
 `trbert run --preset full` trained on single articles (steps on the embeddings and before layer 3),
-with only its head re-tuned on training digests; and one trained here on training digests. Micro
-F1, FLOPs and wall-clock speed-up over the segment baseline, and a plot of time against length.
+with only its head re-tuned on training digests; and two trained here on training digests (steps
+before layers 1 and 3, and steps on the embeddings and before layer 3). Micro F1, FLOPs and wall-clock speed-up over the segment baseline, and a plot of time against length.
 
 Needs the models of `trbert run --preset full` (or --full-model with the article model beside it)."""
 

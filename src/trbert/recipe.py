@@ -126,11 +126,12 @@ def _stage(settings: StageSettings, preset: Preset, seed: int, **changes) -> Sta
 
 def quiet(preset: Preset) -> Preset:
     """The preset with the progress bars of its training stages off."""
-    return replace(preset, finetune=_quiet(preset.finetune), policy=_quiet(preset.policy), joint=_quiet(preset.joint),
-                   capped_stage=_quiet(preset.capped_stage))
+    return replace(preset, finetune=quiet_stage(preset.finetune), policy=quiet_stage(preset.policy),
+                   joint=quiet_stage(preset.joint), capped_stage=quiet_stage(preset.capped_stage))
 
 
-def _quiet(settings: StageSettings) -> StageSettings:
+def quiet_stage(settings: StageSettings) -> StageSettings:
+    """The stage settings with the progress bars of its training off."""
     return replace(settings, extra={**settings.extra, "disable_tqdm": True})
 
 
