@@ -69,7 +69,8 @@ class LongPreset:
     train_length: int = 2048
     # Sized for 2 CPU cores: a policy step (2 digests of 2048 tokens, 4 trajectories each) took about
     # 2.5 s on 2026-12-04, a joint step about 5 s (it also runs the segment baseline as its teacher).
-    # One policy epoch left the policies still keeping half the tokens and falling; four let them settle.
+    # After one policy epoch the kept fraction was still falling; four keep far fewer tokens, at a cost in
+    # micro F1 (both measured in docs/RESULTS.md, long documents).
     n_train: int = 120
     n_test: int = 100
     # The paper's placement, and a step on the embeddings with the joint stage the BBC News full preset
