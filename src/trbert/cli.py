@@ -490,7 +490,8 @@ probabilities max-pooled) and TR-BERT's long-input mode (the layers below the fi
 per segment, the kept tokens of the whole document together above it). TR models: the one
 `trbert run --preset full` trained on single articles (steps on the embeddings and before layer 3),
 with only its head re-tuned on training digests; and two trained here on training digests (steps
-before layers 1 and 3, and steps on the embeddings and before layer 3). Micro F1, FLOPs and wall-clock speed-up over the segment baseline, and a plot of time against length.
+before layers 1 and 3, and steps on the embeddings and before layer 3). Micro F1, FLOPs and
+wall-clock speed-up over the segment baseline, and a plot of time against length.
 
 Needs the models of `trbert run --preset full` (or --full-model with the article model beside it)."""
 
