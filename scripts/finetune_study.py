@@ -30,7 +30,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from trbert import data, evaluation, recipe, tasks, training
+from trbert import data, evaluation, tasks, training
+from trbert.benchmarks import bbc as main_job
+from trbert.tasks.classification import accuracy
 
 
 class MeanPooledClassifier(BertForSequenceClassification):
@@ -55,7 +57,7 @@ def score(folder: Path, split, max_length: int, model_class=AutoModelForSequence
     pred = evaluation.predict_batches(model, tokenizer, split["text"], max_length, 32, progress=False)
     labels = torch.tensor(split["label"])
     loss = torch.nn.functional.cross_entropy(pred.logits, labels).item()
-    return pred.pred == labels, {"loss": round(loss, 5), "accuracy": evaluation.accuracy(pred.pred, labels)}
+    return pred.pred == labels, {"loss": round(loss, 5), "accuracy": accuracy(pred.pred, labels)}
 
 
 def final_train_loss(folder: Path) -> float | None:
@@ -83,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.model and (len(args.seeds) != 1 or args.epochs or args.lr or args.head_lr):
         parser.error("--model scores one existing fine-tune: give its seed alone, and no training options")
-    preset = recipe.quiet(recipe.PRESETS["full"])
+    preset = main_job.quiet(main_job.PRESETS["full"])
     changes = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.lr),
                                  ("head_learning_rate", args.head_lr)) if v is not None}
     bbc = data.load_bbc(seed=0)
@@ -104,7 +106,7 @@ def main() -> None:
         setting = f"{args.name}: epochs {settings.epochs:g}, lr {settings.learning_rate:g}, head lr " \
                   f"{settings.head_learning_rate or settings.learning_rate:g}, batch {settings.batch_size}, " \
                   f"{args.pooling} pooling, seed {seed}"
-        fields = {"method": "full", "setting": setting, "name": args.name, "seed": seed, "model": recipe.MODEL_NAME,
+        fields = {"method": "full", "setting": setting, "name": args.name, "seed": seed, "model": main_job.MODEL_NAME,
                   "data": "bbc_news", "max_length": preset.max_length, "batch_size": 32,
                   "train_loss": final_train_loss(folder), "train_minutes": minutes}
         _, val = score(folder, bbc["validation"], preset.max_length, task.auto_class)

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from trbert import TRBertForSequenceClassification, data, evaluation, recipe
+from trbert import TRBertForSequenceClassification, data, evaluation
+from trbert.benchmarks import bbc as main_job
 
 
 def main() -> None:
@@ -40,8 +41,8 @@ def main() -> None:
     parser.add_argument("--out", help="write the results file here")
     args = parser.parse_args()
 
-    preset = recipe.quiet(replace(
-        recipe.PRESETS["full"], alphas=args.alphas, layouts={(0, 3): args.layout_alphas}, capped={},
+    preset = main_job.quiet(replace(
+        main_job.PRESETS["full"], alphas=args.alphas, layouts={(0, 3): args.layout_alphas}, capped={},
         batch_sizes=tuple(args.batch_sizes), timing_examples=args.timing_examples,
         timing_repeats={b: 3 if b == 1 else 10 for b in args.batch_sizes}))
     backbone = args.backbone
@@ -55,7 +56,7 @@ def main() -> None:
 
     bbc = data.load_bbc(seed=0)
     start = time.perf_counter()
-    folders = recipe.train_all(preset, Path(args.run_dir), backbone, bbc["train"],
+    folders = main_job.train_all(preset, Path(args.run_dir), backbone, bbc["train"],
                                bbc["train"].features["label"].names)
     print(f"training: {(time.perf_counter() - start) / 60:.1f} min, stages {folders['minutes']}", flush=True)
 
@@ -63,20 +64,20 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(folders["full"])
     records = []
     for dtype in args.dtypes:
-        common = {"model": recipe.MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length,
+        common = {"model": main_job.MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length,
                   "dtype": dtype, "device": gpu or "cpu"}
         full = AutoModelForSequenceClassification.from_pretrained(folders["full"]).eval()
         full.to(device=device, dtype=getattr(torch, dtype))
         batch = max(preset.batch_sizes)
         full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=False)
-        records.append(recipe.full_record(full_pred, labels, batch, **common))
-        runs = [(run, execution) for run in recipe.tr_runs(folders) for execution in args.executions]
+        records.append(main_job.full_record(full_pred, labels, batch, **common))
+        runs = [(run, execution) for run in main_job.tr_runs(folders) for execution in args.executions]
         for (method, setting, folder), execution in runs:
             model = TRBertForSequenceClassification.from_pretrained(folder, execution=execution).eval()
             model.to(device=device, dtype=getattr(torch, dtype))
             result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, preset.max_length, batch,
                                                     timing_repeats=0, progress=False, full_predictions=full_pred)
-            records += recipe.timed_records(preset, model, full, tokenizer, texts, labels, result,
+            records += main_job.timed_records(preset, model, full, tokenizer, texts, labels, result,
                                             method=method, setting=setting, execution=execution, **common)
             for r in records[-len(preset.batch_sizes):]:
                 print(f"{dtype:8s} {execution:6s} {method:28s} {setting:10s} b{r['batch_size']:<4d} acc {100 * r['accuracy']:.2f} "

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from trbert import bench_long, evaluation
+from trbert import evaluation, training
+from trbert.benchmarks import long_documents
 
 
 def main() -> None:
@@ -32,14 +33,14 @@ def main() -> None:
     models = {}
     for item in args.model:
         setting, sep, folder = item.rpartition("=")
-        if not sep or not setting or not bench_long.stage_done(folder):
+        if not sep or not setting or not training.stage_done(folder):
             p.error(f"--model {item!r}: expected SETTING=FOLDER with a saved model in FOLDER")
         models[setting] = Path(folder)
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    preset = replace(bench_long.LongPreset(), batch_sizes=tuple(args.batch_sizes))
-    records = bench_long.evaluate(preset, Path(args.full_model), models, progress=True)
-    print(bench_long.table(records))
+    preset = replace(long_documents.LongPreset(), batch_sizes=tuple(args.batch_sizes))
+    records = long_documents.evaluate(preset, Path(args.full_model), models, progress=True)
+    print(long_documents.table(records))
     command = shlex.join([".venv/bin/python", "scripts/long_models.py", *sys.argv[1:]])
     evaluation.write_results_json(args.out, "long_digests", command, records)
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from trbert import data, evaluation, recipe, training
+from trbert import data, evaluation, training
+from trbert.benchmarks import bbc as main_job
+from trbert.tasks.classification import accuracy
 
 
 def main() -> None:
@@ -49,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.frozen_joint and args.joint_samples is not None:
         parser.error("--joint-samples has no effect with --frozen-joint (no trajectories are sampled)")
-    preset = recipe.quiet(recipe.PRESETS["full"])
+    preset = main_job.quiet(main_job.PRESETS["full"])
     full = Path(args.run_dir) / "finetune"
     if not training.stage_done(full):
         parser.error(f"{full} has no finished fine-tune: run `trbert run --preset full` first")
@@ -78,20 +80,20 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(full)
     full_model = AutoModelForSequenceClassification.from_pretrained(full).eval()
     full_pred = evaluation.predict_batches(full_model, tokenizer, texts, preset.max_length, 32, progress=False)
-    common = {"model": recipe.MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
+    common = {"model": main_job.MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
     records = [evaluation.results_record(
-        {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "n_examples": len(texts),
+        {"accuracy": accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "n_examples": len(texts),
          "batch_size": 32, "kept_fraction": None}, method="full", setting="fine-tuned", **common)]
     method = "tr" + (f" (reduction at layers {','.join(map(str, args.layers))})" if args.layers else "")
     for seed in args.seeds:
         folder = root / f"alpha-{args.alpha:g}{variant}-seed-{seed}"
-        if not training.stage_done(folder / "policy"):  # the settings as `recipe.train_all` gives them
+        if not training.stage_done(folder / "policy"):  # the settings as `main_job.train_all` gives them
             training.train_policy(str(full), bbc["train"], folder / "policy",
-                                  recipe._stage(preset.policy, preset, seed, alpha=args.alpha, **policy_changes),
+                                  main_job.stage_settings(preset.policy, preset, seed, alpha=args.alpha, **policy_changes),
                                   **overrides)
         if not training.stage_done(folder / "joint"):
             training.train_joint(str(folder / "policy"), str(full), bbc["train"], folder / "joint",
-                                 recipe._stage(preset.joint, preset, seed, alpha=args.alpha, **joint_changes),
+                                 main_job.stage_settings(preset.joint, preset, seed, alpha=args.alpha, **joint_changes),
                                  freeze_policies=args.frozen_joint)
         model = AutoModelForSequenceClassification.from_pretrained(folder / "joint").eval()
         result = evaluation.evaluate_classifier(model, full_model, tokenizer, texts, labels, preset.max_length, 32,
@@ -107,10 +109,10 @@ def main() -> None:
                   "setting": f"alpha={args.alpha:g}, {variant.lstrip('-') or 'preset settings'}, seed={seed}",
                   **common}
         if args.timing:
-            records += recipe.timed_records(preset, model, full_model, tokenizer, texts, labels, result, **fields)
+            records += main_job.timed_records(preset, model, full_model, tokenizer, texts, labels, result, **fields)
         else:
             records.append(evaluation.results_record({**result, "batch_size": 32}, **fields))
-    print(recipe.table(records))
+    print(main_job.table(records))
     print("\nValidation split (reward = -loss - alpha * kept) after the policy stage and after the joint stage:\n"
           "\n| setting | policy: reward | loss | kept | accuracy | joint: reward | loss | kept | accuracy "
           "| test accuracy |\n|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|")

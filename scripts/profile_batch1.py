@@ -44,7 +44,7 @@ def main() -> None:
         model = AutoModelForSequenceClassification.from_pretrained(folder, **caps).eval()
         label = folder + (" (int8)" if args.int8 else "") + (f" (max_keep_ratio={args.max_keep_ratio:g})" if caps else "")
         if args.int8:
-            from trbert.quantize import quantize_int8
+            from trbert.deployment import quantize_int8
 
             model = quantize_int8(model)
         encoded = [tokenizer(t, truncation=True, max_length=args.max_length, return_tensors="pt") for t in texts]

@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from builders import spread_policy, tiny_batch, tiny_config
 from torch.utils.flop_counter import FlopCounterMode
 
 import trbert
-from conftest import tiny_batch, tiny_config
-from test_reduction import spread_policy
 
 
 def counted_macs(model, **inputs) -> float:
@@ -42,7 +41,7 @@ def test_full_cost_matches_flop_counter_and_formula():
     assert full.macs.item() == L * (4 * n * d * d + 2 * n * d * f + 2 * n * n * d)
     assert cost.macs.item() == pytest.approx(counted, rel=0.01)
     assert cost.macs.item() > full.macs.item()  # keeping all tokens costs the policies on top
-    policies = trbert.cost.policy_macs(config, torch.tensor([50, 50])).sum()  # both steps see all 50 tokens
+    policies = trbert.PolicyStrategy.selection_macs(config, torch.tensor([50, 50])).sum()  # both steps see all 50 tokens
     assert cost.speedup.item() == pytest.approx((full.macs / (full.macs + policies)).item())
 
 

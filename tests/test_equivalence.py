@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from builders import TINY, tiny_batch
 from transformers import (
     BertConfig,
     BertForQuestionAnswering,
@@ -16,7 +17,6 @@ from transformers import (
 )
 
 import trbert
-from conftest import TINY, tiny_batch
 
 HEADS = {
     "bert": [

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from builders import tiny_batch, tiny_config, tiny_tokenizer
 
 import trbert
-from conftest import tiny_batch, tiny_config, tiny_tokenizer
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from builders import spread_policy, tiny_batch, tiny_config, tiny_tokenizer
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -12,8 +13,7 @@ from transformers import (
 )
 
 import trbert
-from conftest import tiny_batch, tiny_config, tiny_tokenizer
-from test_reduction import spread_policy
+
 
 @pytest.fixture
 def tokenizer():

@@ -2,48 +2,13 @@
 
 import pytest
 import torch
+from builders import LENGTHS, SEP, decisions, spread_policy, tiny_batch, tiny_config
 
 import trbert
-from conftest import SEP, tiny_batch, tiny_config
-
-LENGTHS = [20, 9, 31, 3, 14]
-
-
-def spread_policy(model, seed=1):
-    """Policy weights that keep some tokens and skip others (an untrained policy keeps all)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for policy in model.base_model.encoder.policy:
-            for p in policy.parameters():
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
-            policy.out.bias.zero_()
-    return model
 
 
 def make(cls=trbert.TRBertForTokenClassification, **overrides):
     return spread_policy(cls(tiny_config(num_labels=5, **overrides)).eval())
-
-
-def decisions(model, ids, mask):
-    """The keep actions the deterministic policy takes, per step, at original positions (via masked mode)."""
-    captured = []
-    encoder = model.base_model.encoder
-    original = encoder._select
-
-    def spy(step, tokens, input_ids, action, sample):
-        keep, *rest = original(step, tokens, input_ids, action, sample)
-        a = torch.zeros_like(mask, dtype=torch.bool)
-        a[tokens.example[keep], tokens.position[keep]] = True
-        captured.append(a)
-        return (keep, *rest)
-
-    encoder._select = spy
-    try:
-        with torch.no_grad():
-            model(input_ids=ids, attention_mask=mask)
-    finally:
-        encoder._select = original
-    return captured
 
 
 def test_policy_skips_some_tokens_and_keeps_others():

@@ -4,6 +4,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import BertConfig
 
 BACKBONES = ("bert", "roberta")
+# The backbone of each BERT-family model type trbert loads (RoBERTa's kin count positions from pad_token_id + 1).
+BACKBONE_OF = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta"}
 KEEP_RULES = ("threshold", "expected")
 EXECUTIONS = ("packed", "padded")
 SELECTIONS = ("policy", "early_exit", "attention_topk", "attention_threshold")
@@ -143,8 +145,15 @@ class TRBertConfig(BertConfig):
 
     @property
     def segment_length(self) -> int:
-        """The most tokens the model's positions cover (RoBERTa counts them from pad_token_id + 1)."""
-        return self.max_position_embeddings - (self.pad_token_id + 1 if self.backbone == "roberta" else 0)
+        """The most tokens the model's positions cover (see `token_limit`)."""
+        return token_limit(self)
 
 
-__all__ = ["TRBertConfig"]
+def token_limit(config) -> int:
+    """The most tokens a BERT-family model's positions cover, for a trbert config or a plain one
+    (RoBERTa's kin count positions from pad_token_id + 1)."""
+    roberta = BACKBONE_OF.get(config.model_type, getattr(config, "backbone", "bert")) == "roberta"
+    return config.max_position_embeddings - ((config.pad_token_id or 0) + 1 if roberta else 0)
+
+
+__all__ = ["BACKBONE_OF", "TRBertConfig", "token_limit"]

@@ -9,25 +9,19 @@ skipped ones also projects the m to keys and values (2 m d^2) and attends to the
 A long document (`long_input`, more tokens than the model's positions) runs the layers before the
 first reduction step segment by segment, so their attention costs the sum over segments; its full
 model is the segment baseline (every layer on each segment alone).
-Per reduction step on n tokens, what the selection costs (`KeepStrategy.selection_macs`):
-    n (d p + p)      the policy network (p its width)
-    n d C            an early-exit classifier over C labels
-    2 n d^2 + n^2 d  attention received (`attention_topk`, `attention_threshold`): the query and key
-                     projections of the layer after the step, and the scores Q K^T
-    0                a fixed fraction
+Per reduction step on n tokens, what the selection costs: each strategy's `selection_macs`
+(the policy network n (d p + p), an early-exit classifier n d C, attention received
+2 n d^2 + n^2 d, a fixed fraction 0).
 Embeddings, layer norms, softmax, biases and the task head are not counted (they are small
 and the same for every method).
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from .configuration import TRBertConfig
-
-if TYPE_CHECKING:
-    from .strategies import KeepStrategy
+from .strategies import KeepStrategy, selection_macs
 
 
 @dataclass
@@ -59,26 +53,6 @@ def segmented_layer_macs(config, n: torch.Tensor, limit: int | None = None) -> t
     return (n // limit).to(torch.float64) * layer_macs(config, torch.tensor(limit)) + layer_macs(config, n % limit)
 
 
-def policy_macs(config, n: torch.Tensor) -> torch.Tensor:
-    n = n.to(torch.float64)
-    if getattr(config, "selection", "policy") == "early_exit":
-        return n * config.hidden_size * config.num_labels
-    return n * (config.hidden_size * config.policy_hidden_size + config.policy_hidden_size)
-
-
-def attention_macs(config, n: torch.Tensor) -> torch.Tensor:
-    """Scoring n tokens by the attention they receive: query and key projections plus Q K^T."""
-    n, d = n.to(torch.float64), config.hidden_size
-    return 2 * n * d * d + n * n * d
-
-
-def selection_macs(config, n: torch.Tensor) -> torch.Tensor:
-    """What the selection of `config.selection` costs at a step that sees n tokens."""
-    if getattr(config, "selection", "policy") in ("attention_topk", "attention_threshold"):
-        return attention_macs(config, n)
-    return policy_macs(config, n)
-
-
 def tokens_per_layer(config: TRBertConfig, lengths: torch.Tensor, kept_lengths: torch.Tensor) -> torch.Tensor:
     """[B, L]: how many tokens each layer ran on, given each step's kept lengths."""
     per_layer = lengths[:, None].expand(-1, config.num_hidden_layers).clone()
@@ -88,13 +62,13 @@ def tokens_per_layer(config: TRBertConfig, lengths: torch.Tensor, kept_lengths: 
 
 
 def reduction_cost(
-    config: TRBertConfig, lengths: torch.Tensor, kept_lengths: torch.Tensor | None, policy: "bool | KeepStrategy" = True
+    config: TRBertConfig, lengths: torch.Tensor, kept_lengths: torch.Tensor | None, strategy: bool | KeepStrategy = True
 ) -> Cost:
     """Executed and full multiply-adds per example.
 
     lengths: [B] non-padding tokens of each example (e.g. `attention_mask.sum(1)`).
     kept_lengths: [B, steps] from a trbert output, or None for the full model (no reduction steps run).
-    policy: what the selection cost: the strategy that ran (its `selection_macs`), True for the
+    strategy: what the selection cost: the strategy that ran (its `selection_macs`), True for the
         selection of `config.selection`, or False for none (strategies that bypass the policies).
     """
     lengths = lengths.detach().cpu().long()
@@ -108,8 +82,8 @@ def reduction_cost(
     first = config.reduction_layers[0] if kept_lengths.shape[1] else config.num_hidden_layers
     layer_cost[:, :first] = segmented_layer_macs(config, lengths)[:, None]  # before any step: by segment
     macs = layer_cost.sum(1)
-    if policy is not False and kept_lengths.shape[1] > 0:  # each step scores the tokens present before it
+    if strategy is not False and kept_lengths.shape[1] > 0:  # each step scores the tokens present before it
         before = torch.cat([lengths[:, None], kept_lengths[:, :-1]], dim=1)
-        scoring = selection_macs if policy is True else policy.selection_macs
+        scoring = selection_macs if strategy is True else strategy.selection_macs
         macs = macs + scoring(config, before).sum(1)
     return Cost(macs, full, full / macs)

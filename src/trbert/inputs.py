@@ -10,9 +10,9 @@ def encode(tokenizer, texts, text_pairs=None, max_length: int | None = None, tru
     Texts longer than `max_length` (default: the tokenizer's limit) are truncated, or rejected when
     `truncation=False`. Returns a `BatchEncoding` of PyTorch tensors, padded to the longest text.
     """
-    texts = _as_list(texts, "texts")
+    texts = check_texts(texts, "texts")
     if text_pairs is not None:
-        text_pairs = _as_list(text_pairs, "text_pairs")
+        text_pairs = check_texts(text_pairs, "text_pairs")
         if len(text_pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs: they must pair up one to one")
     limit = max_length or tokenizer.model_max_length
@@ -33,7 +33,8 @@ def encode(tokenizer, texts, text_pairs=None, max_length: int | None = None, tru
     )
 
 
-def _as_list(texts, name: str) -> list[str]:
+def check_texts(texts, name: str = "texts") -> list[str]:
+    """The texts as a list, or a clear error: a string or a list of non-empty strings."""
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, Sequence):

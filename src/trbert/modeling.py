@@ -24,15 +24,10 @@ from transformers.modeling_outputs import (
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertPooler, BertPreTrainedModel
 from transformers.models.roberta.modeling_roberta import RobertaClassificationHead, RobertaEmbeddings
 
-from . import strategies
-from .configuration import TRBertConfig
+from .configuration import BACKBONE_OF, TRBertConfig
+from .errors import CheckpointError
 from .reduction import TRBertEncoder
-
-BERT_FAMILY = {"bert": "bert", "trbert": None, "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta"}
-
-
-class CheckpointError(OSError):
-    """A checkpoint folder that is missing, unreadable or not a BERT-family model."""
+from .strategies import KeepStrategy
 
 
 @dataclass
@@ -88,7 +83,7 @@ class TRBertPreTrainedModel(BertPreTrainedModel):
             # model, and sampled actions still explore skipping.
             init.constant_(module.bias, 1.0)
 
-    def set_strategy(self, strategy: "strategies.KeepStrategy") -> None:
+    def set_strategy(self, strategy: KeepStrategy) -> None:
         """Choose what decides which tokens are kept (default: the learned policy, `PolicyStrategy`)."""
         self.base_model.encoder.strategy = strategy
 
@@ -130,15 +125,15 @@ def _trbert_config(path: str, source, kwargs: dict):
             source = AutoConfig.from_pretrained(path)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"the checkpoint in {path!r} has no readable config.json ({e})") from e
-    if source.model_type not in BERT_FAMILY:
+    if source.model_type != "trbert" and source.model_type not in BACKBONE_OF:
         raise CheckpointError(
             f"the checkpoint in {path!r} is a {source.model_type!r} model; trbert loads BERT-family "
-            f"encoders ({', '.join(k for k in BERT_FAMILY if k != 'trbert')})"
+            f"encoders ({', '.join(BACKBONE_OF)})"
         )
     overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG_KEYS}
     values = source.to_dict()
     values.pop("model_type", None)
-    backbone = BERT_FAMILY[source.model_type]
+    backbone = BACKBONE_OF.get(source.model_type)
     if backbone is not None:
         values["backbone"] = backbone
         values.pop("sep_token_id", None)  # the default for the backbone; a RoBERTa config may not carry it

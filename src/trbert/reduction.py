@@ -24,15 +24,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
 
-from .strategies import (
-    AttentionTopKStrategy,
-    EarlyExitStrategy,
-    KeepPolicy,
-    KeepStrategy,
-    PolicyStrategy,
-    ThresholdStrategy,
-    Tokens,
-)
+from .strategies import KeepPolicy, KeepStrategy, Tokens, for_config
 
 _EPS = 1e-6
 
@@ -65,10 +57,26 @@ class TRBertEncoder(nn.Module):
         self.policy = nn.ModuleList(policy)
         exits = [nn.Linear(config.hidden_size, config.num_labels) for _ in steps] if selection == "early_exit" else []
         self.exits = nn.ModuleList(exits)
-        strategies = {"policy": PolicyStrategy, "early_exit": EarlyExitStrategy,
-                      "attention_topk": lambda: AttentionTopKStrategy(self.layer),
-                      "attention_threshold": lambda: ThresholdStrategy(self.layer)}
-        self.strategy: KeepStrategy = strategies[selection]()
+        self.strategy: KeepStrategy = for_config(config, self.layer)
+        # Per layer, one projection with the query, key and value weights stacked (`fuse_query_key_value`):
+        # the packed layers then make one call instead of three. None: the three projections.
+        self.qkv: nn.ModuleList | None = None
+
+    def fuse_query_key_value(self) -> None:
+        """Give each layer one stacked query/key/value projection (`self.qkv`), used where queries, keys
+        and values come from the same tokens. At batch 1 with few kept tokens a projection call costs about
+        as much as its arithmetic (int8 above all, `trbert.deployment.quantize_int8`); the outputs are the
+        three projections'."""
+        fused = []
+        for layer in self.layer:
+            sa = layer.attention.self
+            parts = (sa.query, sa.key, sa.value)
+            qkv = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts)).to(sa.query.weight.device)
+            with torch.no_grad():
+                qkv.weight.copy_(torch.cat([p.weight for p in parts]))
+                qkv.bias.copy_(torch.cat([p.bias for p in parts]))
+            fused.append(qkv)
+        self.qkv = nn.ModuleList(fused)
 
     # ------------------------------------------------------------------ selection
     def _forced(self, tokens: Tokens, input_ids: torch.Tensor | None) -> torch.Tensor:
@@ -107,7 +115,7 @@ class TRBertEncoder(nn.Module):
             if proposal.prob is not None:
                 p = proposal.prob.clamp(_EPS, 1 - _EPS)
                 token_lp = torch.where(keep, p.log(), (1 - p).log()).masked_fill(forced, 0.0)
-                log_prob = torch.zeros(len(tokens.present), dtype=token_lp.dtype, device=token_lp.device)
+                log_prob = torch.zeros(len(tokens.counts), dtype=token_lp.dtype, device=token_lp.device)
                 log_prob = log_prob.index_add(0, tokens.example, token_lp)
             return keep, log_prob, proposal.prediction
         # Deterministic decisions: the proposal, always-kept tokens, then the per-example budget.
@@ -115,7 +123,7 @@ class TRBertEncoder(nn.Module):
         budget = torch.floor(tokens.length * config.max_keep_ratio + 1e-6).long()
         if proposal.budget is not None:
             budget = torch.minimum(budget, proposal.budget)
-        counts = torch.zeros_like(tokens.present).index_add(0, tokens.example, keep.long())
+        counts = torch.zeros_like(tokens.counts).index_add(0, tokens.example, keep.long())
         if bool((counts > budget).any()):
             big = torch.finfo(proposal.score.dtype).max
             key = torch.where(forced, big, torch.where(keep, proposal.score.clamp(-1e30, 1e30), -big))
@@ -131,15 +139,15 @@ class TRBertEncoder(nn.Module):
         return keep, log_prob, prediction
 
     # ------------------------------------------------------------------ layers
-    def _attention(self, layer: BertLayer, q, k, v, present: list[int], attended: list[int] | None = None):
-        """Self-attention over packed tokens: one call per example (no padding, no mask). `attended`:
-        per example the number of keys and values, when it differs from the queries' `present`."""
+    def _attention(self, layer: BertLayer, q, k, v, sizes: list[int], attended: list[int] | None = None):
+        """Self-attention over packed tokens: one call per example (no padding, no mask). `sizes`: per
+        example the number of queries; `attended`: of keys and values, when it differs."""
         sa = layer.attention.self
         implementation = self.config._attn_implementation
         sdpa = implementation == "sdpa"  # no mask to build or check: PyTorch's kernel directly
         attend: Callable | None = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = sa.dropout.p if self.training else 0.0
-        attended = attended or present
+        attended = attended or sizes
 
         def run(qe, ke, ve, batch):  # [batch * len, H, dh] -> [batch * len, H * dh]
             shape = (batch, -1, sa.num_attention_heads, sa.attention_head_size)
@@ -150,35 +158,37 @@ class TRBertEncoder(nn.Module):
                 out, _ = attend(sa, q4, k4, v4, None, dropout=dropout, scaling=sa.scaling)
             return out.reshape(-1, sa.all_head_size)
 
-        if len(set(present)) == 1 and len(set(attended)) == 1:  # equal lengths: one batched call
-            return run(q, k, v, len(present))
-        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(present), k.split(attended), v.split(attended))]
+        if len(set(sizes)) == 1 and len(set(attended)) == 1:  # equal lengths: one batched call
+            return run(q, k, v, len(sizes))
+        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(sizes), k.split(attended), v.split(attended))]
         return torch.cat(outs)
 
-    def _layer_packed(self, layer: BertLayer, h: torch.Tensor, present: list[int], memory=None) -> torch.Tensor:
-        """One layer on packed tokens. `memory`: (states, order, attended) of the skipped tokens that
-        still serve as keys and values: `order` merges [h; states] example by example."""
+    def _layer_packed(self, i: int, h: torch.Tensor, sizes: list[int], memory=None) -> torch.Tensor:
+        """Layer i on packed tokens (`sizes`: tokens per example, or per segment). `memory`: (states,
+        order, attended) of the skipped tokens that still serve as keys and values: `order` merges
+        [h; states] example by example."""
+        layer = self.layer[i]
         sa = layer.attention.self
         if memory is None:
-            if hasattr(sa, "qkv"):  # the stacked projection `quantize_int8` adds: one call instead of three
-                q, k, v = sa.qkv(h).split(sa.all_head_size, dim=-1)
+            if self.qkv is not None:
+                q, k, v = self.qkv[i](h).split(sa.all_head_size, dim=-1)
             else:
                 q, k, v = sa.query(h), sa.key(h), sa.value(h)
-            context = self._attention(layer, q, k, v, present)
+            context = self._attention(layer, q, k, v, sizes)
         else:
             states, order, attended = memory
             both = torch.cat([h, states])[order]
-            context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), present, attended)
+            context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), sizes, attended)
         return _after_attention(layer, context, h, self.training)
 
-    def _layer_padded(self, layer: BertLayer, h, example, rank, present: list[int]) -> torch.Tensor:
-        m = max(present)
-        padded = h.new_zeros(len(present), m, h.shape[-1])
+    def _layer_padded(self, i: int, h, example, rank, sizes: list[int]) -> torch.Tensor:
+        m = max(sizes)
+        padded = h.new_zeros(len(sizes), m, h.shape[-1])
         padded[example, rank] = h
-        mask = torch.zeros(len(present), m, dtype=torch.long, device=h.device)
+        mask = torch.zeros(len(sizes), m, dtype=torch.long, device=h.device)
         mask[example, rank] = 1
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=padded, attention_mask=mask)
-        return layer(padded, mask)[example, rank]
+        return self.layer[i](padded, mask)[example, rank]
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -217,8 +227,8 @@ class TRBertEncoder(nn.Module):
         # Without padding the packed tokens are the batch's rows in order: a view, no gather.
         h = hidden.reshape(B * n, d) if len(example) == B * n else hidden[example, position]
         counts = length  # tokens present in each example
-        present = counts.tolist()
-        rank = _ranks(example, counts)
+        sizes = counts.tolist()
+        rank = ranks_within_examples(example, counts)
         out = hidden.clone() if restore else None  # padding keeps its embedding output
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
@@ -245,31 +255,31 @@ class TRBertEncoder(nn.Module):
                 where = keep.nonzero().squeeze(1)  # once, for the three gathers
                 h, example, position = h[where], example[where], position[where]
                 kept[:, step] = counts
-                present = counts.tolist()
-                rank = _ranks(example, counts)
+                sizes = counts.tolist()
+                rank = ranks_within_examples(example, counts)
                 if as_keys:  # keys and values: each example's present tokens, then its skipped ones
                     order = torch.argsort(torch.cat([example, skipped_example]), stable=True)
                     memory = (skipped_h, order, length.tolist())
                 segments = None  # from here on the kept tokens of all segments attend to each other
             if segments is not None:
-                h = self._layer_packed(layer, h, segments)
+                h = self._layer_packed(i, h, segments)
             elif packed or memory is not None:
-                h = self._layer_packed(layer, h, present, memory)
+                h = self._layer_packed(i, h, sizes, memory)
             else:
-                h = self._layer_padded(layer, h, example, rank, present)
+                h = self._layer_padded(i, h, example, rank, sizes)
         if restore:
             out[example, position] = h
         elif B == 1:
             out = h[None]
         else:
-            out = h.new_zeros(B, max(present), d)
+            out = h.new_zeros(B, max(sizes), d)
             out[example, rank] = h
         return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob, None, *(exits or (None, None)))
 
     def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions, step_states=False):
         B, n, _ = hidden.shape
         length = mask.sum(1)
-        present = mask
+        present_mask = mask
         h = hidden
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
@@ -280,18 +290,18 @@ class TRBertEncoder(nn.Module):
                 step = steps.index(i)
                 if states is not None:
                     states.append(h)
-                example, position = present.nonzero(as_tuple=True)
-                present_count = present.sum(1)
-                tokens = Tokens(h[example, position], example, position, _ranks(example, present_count),
-                                present_count, length)
+                example, position = present_mask.nonzero(as_tuple=True)
+                counts = present_mask.sum(1)
+                tokens = Tokens(h[example, position], example, position, ranks_within_examples(example, counts),
+                                counts, length)
                 keep, log_prob, prediction = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
                 exits = _record_exits(exits, prediction, ~keep, example, position, (B, n))
-                present = torch.zeros_like(present)
-                present[example[keep], position[keep]] = True
-                kept[:, step] = present.sum(1)
-            keys = mask if self.config.skipped_as_keys else present
+                present_mask = torch.zeros_like(present_mask)
+                present_mask[example[keep], position[keep]] = True
+                kept[:, step] = present_mask.sum(1)
+            keys = mask if self.config.skipped_as_keys else present_mask
             attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=keys.long())
-            h = torch.where(present[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
+            h = torch.where(present_mask[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
         return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states, *(exits or (None, None)))
 
 
@@ -329,11 +339,12 @@ def _record_exits(exits, prediction, leaving, example, position, shape):
     return exits
 
 
-def _ranks(example: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Index of each packed token within its example (tokens are grouped by example, in order)."""
-    if len(present) == 1:
+def ranks_within_examples(example: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Index of each packed token within its example (tokens are grouped by example, in order; `counts`:
+    [B] tokens of each example)."""
+    if len(counts) == 1:
         return torch.arange(len(example), device=example.device)
-    offsets = torch.cumsum(present, 0) - present
+    offsets = torch.cumsum(counts, 0) - counts
     return torch.arange(len(example), device=example.device) - offsets.to(example.device)[example]
 
 
@@ -341,7 +352,7 @@ def _rank_within_example(key: torch.Tensor, tokens: Tokens) -> torch.Tensor:
     """Rank of each token by `key` (descending) among the tokens of its example."""
     by_key = torch.argsort(key, descending=True, stable=True)
     # Tokens grouped by example, by key within each (one example: the order by key is that order).
-    order = by_key if len(tokens.present) == 1 else by_key[torch.argsort(tokens.example[by_key], stable=True)]
+    order = by_key if len(tokens.counts) == 1 else by_key[torch.argsort(tokens.example[by_key], stable=True)]
     rank = torch.empty_like(order)
-    rank[order] = _ranks(tokens.example[order], tokens.present)
+    rank[order] = ranks_within_examples(tokens.example[order], tokens.counts)
     return rank

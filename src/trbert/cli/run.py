@@ -1,0 +1,51 @@
+"""`trbert run`: the main job, the whole recipe on BBC News with its report."""
+
+from .common import add_job_options, formatter, non_negative_float, start_job
+
+PRESETS = ("quick", "full")  # trbert.benchmarks.bbc.PRESETS (not imported here: it loads torch)
+
+RUN_DESCRIPTION = """\
+The main job: the whole TR-BERT recipe on BBC News with the embedded
+all-MiniLM-L6-v2. Fine-tunes the model (the full model), then for each alpha
+trains the policies by REINFORCE and tunes everything jointly with
+distillation; evaluates every model on the test split against the full model
+and against truncation (accuracy with a 95% paired-bootstrap interval, tokens
+kept per step, FLOPs and wall-clock speed-up at batch 1 and 32); prints the
+table and writes results.json, table.md and tradeoff.png into the run folder.
+
+Presets: quick (max length 128, about 7 minutes on 2 cores; the default)
+and full (max length 512; five alphas with a reduction step on the embeddings
+and one before layer 3, five with the paper's placement, and alpha 1 of the
+first capped to keep at most 10% of the tokens; every stage in bfloat16 mixed
+precision; 110 minutes on 2 cores from nothing, measured).
+A re-run skips finished stages and resumes an interrupted one."""
+
+RUN_EPILOG = """\
+examples:
+  trbert run                                   # quick preset into runs/bbc-quick
+  trbert run --preset full --report            # full preset; also updates docs/RESULTS.md
+  trbert run --alphas 0.5 1 2 --run-dir runs/sweep"""
+
+
+def add(subparsers) -> None:
+    p = subparsers.add_parser("run", help="the main job: the whole recipe on BBC News, with its report",
+                              description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=formatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick or full (default: quick)")
+    p.add_argument("--run-dir", metavar="DIR", help="where stages and reports go (default: runs/bbc-PRESET)")
+    p.add_argument("--alphas", type=non_negative_float, nargs="+", metavar="A",
+                   help="length-penalty weights to train (default: the preset's)")
+    add_job_options(p, "also write docs/results/bbc_tr_PRESET.{json,png} and the preset's section of docs/RESULTS.md")
+    p.set_defaults(handler=run_recipe)
+
+
+def run_recipe(args) -> int:
+    from ..benchmarks import bbc
+
+    start_job(args)
+    bbc.run(args.preset, run_dir=args.run_dir, backbone=args.backbone, alphas=args.alphas, seed=args.seed,
+               report_dir="docs/results" if args.report else None,
+               results_md="docs/RESULTS.md" if args.report else None,
+               progress=not args.no_progress, command=args.command_line)
+    return 0
+
+

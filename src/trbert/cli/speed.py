@@ -1,0 +1,70 @@
+"""`trbert speed`: the speed benchmark (wall clock against ideal speed-up at fixed keep fractions)."""
+
+import argparse
+
+from .common import positive_int, sequence_length
+
+DEFAULT_JSON = "docs/results/speed_minilm.json"
+DEFAULT_MD = "docs/RESULTS.md"
+
+SPEED_DESCRIPTION = """\
+Time all-MiniLM-L6-v2 on CPU: the plain Hugging Face model against the TR
+model under several settings (full keep; fixed keep fractions with the policy
+bypassed, in packed and padded execution), interleaved within each round.
+Prints wall-clock and ideal (FLOP) speed-ups, writes the records as JSON and
+the table into the speed section of the results markdown.
+
+Paths are relative to the current directory. Use --quick for a smoke run."""
+
+
+def add(subparsers) -> None:
+    p = subparsers.add_parser(
+        "speed",
+        help="speed benchmark: wall-clock vs ideal speed-up on MiniLM (CPU)",
+        description=SPEED_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--lengths", type=sequence_length, nargs="+", metavar="N",
+                   help="padded sequence lengths n (default: 512 128; 128 with --quick)")
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 32], metavar="B",
+                   help="batch sizes (default: 1 32)")
+    p.add_argument("--repeats", type=positive_int, metavar="R",
+                   help="timed rounds at batch size 1 (default: 7; 3 with --quick)")
+    p.add_argument("--batched-repeats", type=positive_int, metavar="R",
+                   help="timed rounds at larger batch sizes (default: 4; 3 with --quick)")
+    p.add_argument("--threads", type=positive_int, default=2, metavar="T",
+                   help="torch CPU threads (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random tokens and lengths (default: 0)")
+    p.add_argument("--quick", action="store_true", help="smoke run: n=128 only, 3 rounds")
+    p.add_argument("--out-json", default=DEFAULT_JSON, metavar="PATH",
+                   help=f"where to write the JSON records (default: {DEFAULT_JSON})")
+    p.add_argument("--results-md", default=DEFAULT_MD, metavar="PATH",
+                   help=f"markdown file whose speed section is replaced or appended (default: {DEFAULT_MD})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_speed)
+
+
+def run_speed(args) -> int:
+    from ..benchmarks import speed
+    from ..io import write_json
+
+    lengths = args.lengths or ([128] if args.quick else [512, 128])
+    repeats = args.repeats or (3 if args.quick else 7)
+    batched_repeats = args.batched_repeats or (3 if args.quick else 4)
+    report = speed.run(
+        lengths=lengths,
+        batch_sizes=args.batch_sizes,
+        repeats=repeats,
+        batched_repeats=batched_repeats,
+        threads=args.threads,
+        seed=args.seed,
+        command=args.command_line,
+        progress=not args.no_progress,
+    )
+    print(speed.text_table(report["records"]))
+    write_json(args.out_json, report)
+    speed.update_results_md(args.results_md, speed.markdown_section(report, repeats, batched_repeats))
+    print(f"\nwrote {args.out_json} and the speed section of {args.results_md}")
+    return 0
+
+

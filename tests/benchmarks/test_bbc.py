@@ -1,0 +1,118 @@
+"""The main job's pipeline on the tiny synthetic task: every stage, the evaluation and the report."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from builders import LABELS, synthetic
+from safetensors.torch import load_file
+
+from trbert import training
+from trbert.benchmarks import bbc as recipe
+
+
+def test_train_all_and_evaluate_all(backbone, tmp_path):
+    preset = recipe.Preset(
+        name="tiny", max_length=64,
+        finetune=training.StageSettings(epochs=8, learning_rate=2e-3, batch_size=32, save_steps=1000),
+        policy=training.StageSettings(epochs=2, learning_rate=1e-2, batch_size=32, samples=4, save_steps=1000),
+        joint=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, samples=2, save_steps=1000),
+        alphas=[0.5, 2.0], reduction_layers=[0], layouts={(1,): [2.0]}, truncation=[8, 16], timing_examples=16, batch_sizes=(1, 8),
+        timing_repeats={1: 2},
+        capped={((0,), 0.5): [0.3]}, frozen_policies=((1,),),
+        capped_stage=training.StageSettings(epochs=1, learning_rate=1e-4, batch_size=32, save_steps=1000),
+    )
+    folders = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
+    assert set(folders["tr"]) == {0.5, 2.0} and set(folders["layouts"]) == {((1,), 2.0)}
+    assert folders["capped"] == {((0,), 0.5, 0.3): tmp_path / "alpha-0.5" / "capped-0.3"}
+    assert set(folders["minutes"]) == {"finetune", "alpha-0.5/policy", "alpha-0.5/joint", "alpha-2/policy",
+                                       "alpha-2/joint", "layers-1/alpha-2/policy", "layers-1/alpha-2/joint",
+                                       "alpha-0.5/capped-0.3"}
+    assert all(m > 0 for m in folders["minutes"].values())
+    # The layout named in frozen_policies keeps its policy stage's policies; the others tune them.
+    for folder, frozen in [(tmp_path / "layers-1" / "alpha-2", True), (tmp_path / "alpha-2", False)]:
+        policy, joint = (load_file(str(folder / stage / "model.safetensors")) for stage in ("policy", "joint"))
+        same = [torch.equal(v, policy[k]) for k, v in joint.items() if ".policy." in k]
+        assert same and all(same) == frozen, folder
+    records = recipe.evaluate_all(preset, folders, synthetic(120, seed=9), progress=False)
+    methods = [(r["method"], r["setting"], r["batch_size"]) for r in records]
+    assert methods[0] == ("full", "fine-tuned", 8)
+    assert ("truncation", "first 8 tokens", 8) in methods
+    assert ("tr", "alpha=0.5", 1) in methods and ("tr", "alpha=2", 8) in methods
+    capped = [r for r in records if r["method"] == "tr capped (reduction at layers 0)"]
+    assert [(r["setting"], r["batch_size"]) for r in capped] == [("alpha=0.5, max_keep_ratio=0.3", 1),
+                                                                 ("alpha=0.5, max_keep_ratio=0.3", 8)]
+    assert capped[0]["kept_fraction"][0] <= 0.3 + 0.1  # [CLS] is kept beyond the budget
+    layout = [r for r in records if r["method"] == "tr (reduction at layers 1)"]
+    assert [r["batch_size"] for r in layout] == [1, 8] and layout[0]["reduction_layers"] == [1]
+    assert all(r["timed_examples"] == 16 for r in records if r["method"] != "full" and r["method"] != "truncation")
+    full = records[0]["score"]
+    assert full >= 0.9
+    for r in records:
+        if r["method"] == "tr" or r["method"].startswith("tr ("):
+            assert r["flops_speedup"] > 1.5 and r["wall_speedup"] > 0 and r["ci_low"] <= r["accuracy_diff"]
+            assert abs(r["score"] - full - r["accuracy_diff"]) < 1e-9
+    text = recipe.table(records)
+    assert text.count("\n") == len(records) + 1 and "alpha=0.5" in text
+    section = recipe.markdown_section(preset, records, "trbert run", "tiny", tmp_path / "t.png", tmp_path / "R.md")
+    assert "at each batch size (median of 2 interleaved passes at batch 1)." in section
+    assert "\n".join(recipe.verdicts(records)) in section and "- tr (2 alphas, " in section
+
+    # A re-run finds every stage done and trains nothing.
+    stamps = {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
+    again = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
+    assert stamps == {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
+    assert again["minutes"] == {}
+    timing = {"total_minutes": 3.0, "training_minutes": 2.0, "measuring_minutes": 1.0}
+    assert recipe.time_line({**timing, "stages_trained": {}}).endswith("every stage found finished on disk, none trained")
+    assert "2 stage(s) trained: finetune 1.5, alpha-1/policy 0.5 min" in recipe.time_line(
+        {**timing, "stages_trained": {"finetune": 1.5, "alpha-1/policy": 0.5}})
+
+
+def test_frozen_policies_must_name_a_layout_of_the_preset(tmp_path):
+    settings = training.StageSettings()
+    preset = recipe.Preset(name="x", max_length=32, finetune=settings, policy=settings, joint=settings,
+                           alphas=[1.0], frozen_policies=((0, 3),))
+    with pytest.raises(ValueError, match=r"frozen_policies: \[\[0, 3\]\] is not a layout of the preset"):
+        recipe.train_all(preset, tmp_path, "unused", None, LABELS)
+    assert not any(tmp_path.iterdir())
+
+
+def test_presets_are_consistent():
+    for name, preset in recipe.PRESETS.items():
+        assert set(preset.frozen_policies) <= {layers for layers, _ in preset.trained()}
+        assert preset.name == name and preset.alphas and preset.max_length <= 512
+        trained = {(tuple(layers), a) for layers, alphas in preset.layouts.items() for a in alphas}
+        trained |= {(tuple(preset.reduction_layers or [1, 3]), a) for a in preset.alphas}
+        assert all(key in trained and all(0 < c < 1 for c in caps) for key, caps in preset.capped.items())
+        assert replace(preset, alphas=[1.0]).alphas == [1.0]
+
+
+def _record(method, setting, flops, accuracy, batch=32, wall=None, full=0.97):
+    return {"method": method, "setting": setting, "batch_size": batch, "flops_speedup": flops, "accuracy": accuracy,
+            "wall_speedup": wall, "full_accuracy": full}
+
+
+def test_verdicts_read_the_targets_off_the_records():
+    truncation = [_record("truncation", f"first {n} tokens", x, a)
+                  for n, x, a in [(256, 1.7, 0.965), (128, 3.6, 0.957), (64, 7.4, 0.952)]]
+    above = [_record("tr", f"alpha={a}", x, acc, batch=b, wall=w)
+             for a, x, acc in [(0.1, 2.2, 0.975), (1, 5.2, 0.966)] for b, w in [(1, 3.6), (32, 6.7)]]
+    # one point under truncation's line (0.957 + (0.952 - 0.957) * 0.7 / 3.8 = 0.9561 at 4.3x)
+    under = [_record("tr (reduction at layers 0,3)", f"alpha={a}", x, acc, wall=5.0)
+             for a, x, acc in [(0.1, 2.2, 0.975), (0.5, 4.3, 0.955), (1, 7.8, 0.96)]]
+    lines = recipe.verdicts(truncation + above + under)
+    assert lines[0] == "- tr (2 alphas, 2.20x to 5.20x) against truncation, 2x-5x FLOPs: at or above it"
+    assert lines[1].startswith("- tr (reduction at layers 0,3) (3 alphas, 2.20x to 7.80x) against truncation, "
+                               "2x-5x FLOPs: under it at alpha=0.5 95.50% at 4.30x (truncation's line there: 95.61%)")
+    # tr alpha=1 is within 0.5 points at >= 4x FLOPs and >= 3.5x at both batch sizes; alpha 0.5 is not accurate
+    # enough, alpha 0.1 not cheap enough.
+    assert lines[2] == ("- within 0.5 points of the full model at >= 4x FLOPs and >= 3.5x wall clock at batch 1 and 32: "
+                        "tr, alpha=1 (3.60x at batch 1, 6.70x at batch 32)")
+
+    # A truncation point above the sweep's line between two of its points; a model fast enough only at batch 32.
+    sweep = [_record("tr", f"alpha={a}", x, 0.96, batch=b, wall=w, full=0.962)
+             for a, x in [(0.1, 2.0), (1, 5.0)] for b, w in [(1, 3.0), (32, 6.0)]]
+    lines = recipe.verdicts([_record("truncation", "first 128 tokens", 3.6, 0.965)] + sweep)
+    assert lines[0].endswith("under it at truncation's 96.50% at 3.60x above the sweep's line there (96.00%)")
+    assert lines[1].endswith(": none; as accurate and cheap but slower: tr, alpha=1 (3.00x at batch 1, 6.00x at batch 32)")

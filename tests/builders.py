@@ -1,0 +1,147 @@
+"""Tiny models, batches, tokenizers and data sets built in code, shared by the tests."""
+
+import csv
+import random
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+
+import trbert
+
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    sep_token_id=3,
+    pad_token_id=0,
+)
+CLS, SEP = 2, 3
+
+
+def tiny_config(**overrides) -> trbert.TRBertConfig:
+    return trbert.TRBertConfig(**{**TINY, **overrides})
+
+
+def tiny_batch(lengths, n=None, seed=0):
+    """input_ids / attention_mask for examples of the given real lengths: [CLS] words [SEP], right-padded."""
+    gen = torch.Generator().manual_seed(seed)
+    n = n or max(lengths)
+    ids = torch.zeros(len(lengths), n, dtype=torch.long)
+    mask = torch.zeros(len(lengths), n, dtype=torch.long)
+    for b, length in enumerate(lengths):
+        ids[b, :length] = torch.randint(5, TINY["vocab_size"], (length,), generator=gen)
+        ids[b, 0], ids[b, length - 1] = CLS, SEP
+        mask[b, :length] = 1
+    return ids, mask
+
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = [f"w{i}" for i in range(TINY["vocab_size"] - len(SPECIAL))]
+
+
+def tiny_tokenizer(words=WORDS, max_length=TINY["max_position_embeddings"]):
+    """A word-level BERT tokenizer over the given words (ids 5, 6, ... in order)."""
+    from transformers import BertTokenizerFast
+
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *words])}
+    return BertTokenizerFast(vocab=vocab, model_max_length=max_length)
+
+
+# ---------------------------------------------------------------------------- a tiny synthetic task
+# One marker word decides the label among filler: "red" or "blue" when that marker occurs (once),
+# "none" when neither does; so dropping either marker loses the label.
+FILLER = [f"w{i}" for i in range(40)]
+MARKERS = ["red", "blue"]  # class 0, class 1; class 2: no marker
+LABELS = [*MARKERS, "none"]
+
+
+def synthetic(n, seed, length=24):
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        words = [rng.choice(FILLER) for _ in range(length)]
+        label = rng.randrange(3)
+        if label < 2:
+            words[rng.randrange(length)] = MARKERS[label]
+        texts.append(" ".join(words))
+        labels.append(label)
+    return Dataset.from_dict({"text": texts, "label": labels})
+
+
+
+
+LENGTHS = [20, 9, 31, 3, 14]
+
+
+def spread_policy(model, seed=1):
+    """Policy weights that keep some tokens and skip others (an untrained policy keeps all)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for policy in model.base_model.encoder.policy:
+            for p in policy.parameters():
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+            policy.out.bias.zero_()
+    return model
+
+
+def decisions(model, ids, mask):
+    """The keep actions the deterministic policy takes, per step, at original positions (via masked mode)."""
+    captured = []
+    encoder = model.base_model.encoder
+    original = encoder._select
+
+    def spy(step, tokens, input_ids, action, sample):
+        keep, *rest = original(step, tokens, input_ids, action, sample)
+        a = torch.zeros_like(mask, dtype=torch.bool)
+        a[tokens.example[keep], tokens.position[keep]] = True
+        captured.append(a)
+        return (keep, *rest)
+
+    encoder._select = spy
+    try:
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
+    finally:
+        encoder._select = original
+    return captured
+
+
+def synthetic_squad(n, seed, length=20, unanswerable=0.0):
+    """The answer is the two-word span "red blue" among filler; the question is filler."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILLER) for _ in range(length)]
+        answers = {"text": [], "answer_start": []}
+        if rng.random() >= unanswerable:
+            p = rng.randrange(length - 1)
+            words[p:p + 2] = ["red", "blue"]
+            context = " ".join(words)
+            start = len(" ".join(words[:p])) + (1 if p else 0)
+            answers = {"text": ["red blue"], "answer_start": [start]}
+        else:
+            context = " ".join(words)
+        rows.append({"id": f"s{seed}-{i}", "title": "", "context": context, "question": "w1 w2", "answers": answers})
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+CSV_COLUMNS = ["--text-column", "sentence", "--label-column", "tag"]
+
+
+def write_csv(path: Path, data) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "sentence", "tag"])
+        for i, (text, label) in enumerate(zip(data["text"], data["label"])):
+            writer.writerow([i, text, LABELS[label]])
+    return path
+
+
