@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import BertConfig, BertForSequenceClassification
 
 import trbert
 
@@ -90,6 +91,11 @@ def spread_policy(model, seed=1):
     return model
 
 
+def reducing_model(cls=trbert.TRBertForTokenClassification, **overrides):
+    """A tiny TR model in eval mode whose policies keep some tokens and skip others."""
+    return spread_policy(cls(tiny_config(num_labels=5, **overrides)).eval())
+
+
 def decisions(model, ids, mask):
     """The keep actions the deterministic policy takes, per step, at original positions (via masked mode)."""
     captured = []
@@ -128,7 +134,6 @@ def synthetic_squad(n, seed, length=20, unanswerable=0.0):
         else:
             context = " ".join(words)
         rows.append({"id": f"s{seed}-{i}", "title": "", "context": context, "question": "w1 w2", "answers": answers})
-    from datasets import Dataset
 
     return Dataset.from_list(rows)
 
@@ -145,3 +150,78 @@ def write_csv(path: Path, data) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------- classifiers on word texts
+MAX_LENGTH = TINY["max_position_embeddings"]
+
+
+def word_texts(word_counts, seed=0) -> list[str]:
+    """Texts of the given numbers of words, drawn from the tiny vocabulary."""
+    gen = torch.Generator().manual_seed(seed)
+    return [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (n,), generator=gen).tolist()) for n in word_counts]
+
+
+def random_labels(n, num_labels=3, seed=1) -> torch.Tensor:
+    return torch.randint(num_labels, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def tr_classifier(**overrides):
+    """A tiny TR sequence classifier (3 classes) whose policies keep some tokens and skip others."""
+    return spread_policy(trbert.TRBertForSequenceClassification(tiny_config(num_labels=3, **overrides)).eval())
+
+
+def plain_twin(tr_model):
+    """The plain transformers classifier with the TR model's weights (everything but the policies)."""
+    plain = BertForSequenceClassification(BertConfig(**TINY, num_labels=tr_model.config.num_labels)).eval()
+    missing, unexpected = plain.load_state_dict(tr_model.state_dict(), strict=False)
+    assert not missing and all(".policy." in k for k in unexpected)
+    return plain
+
+
+TEXTS = word_texts([3, 40, 12, 25, 7, 70, 18, 33, 5])  # one text beyond MAX_LENGTH: truncated
+
+
+def plain_classifier(num_labels=3):
+    """A tiny plain transformers classifier (no reduction), in eval mode."""
+    config = BertConfig(**{k: v for k, v in TINY.items() if k != "sep_token_id"}, num_labels=num_labels)
+    return BertForSequenceClassification(config).eval()
+
+
+def relative_error(got, expected):
+    """|got - expected| / |expected| (Frobenius norms)."""
+    return float((got - expected).norm() / expected.norm())
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """Run the command line; its exit status, standard output and standard error."""
+    from trbert.cli import main
+
+    capsys.readouterr()
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def keep_stats(model_dir, data):
+    """A TR classifier folder on the synthetic task: (accuracy, fraction of markers kept by the first step,
+    fraction of other tokens kept by it, mean kept fraction over the steps)."""
+    model = trbert.TRBertForSequenceClassification.from_pretrained(model_dir).eval()
+    from transformers import BertTokenizerFast
+
+    tok = BertTokenizerFast.from_pretrained(model_dir)
+    enc = tok(list(data["text"]), return_tensors="pt", padding=True)
+    marker_ids = torch.tensor(tok.convert_tokens_to_ids(MARKERS))
+    captured = []
+    original = model.bert.encoder._select
+
+    def spy(step, tokens, input_ids, action, sample):
+        keep, *rest = original(step, tokens, input_ids, action, sample)
+        is_marker = torch.isin(input_ids[tokens.example, tokens.position], marker_ids)
+        captured.append((keep[is_marker].float().mean().item(), keep[~is_marker].float().mean().item()))
+        return (keep, *rest)
+
+    model.bert.encoder._select = spy
+    with torch.no_grad():
+        out = model(**enc)
+    accuracy = (out.logits.argmax(-1) == torch.tensor(list(data["label"]))).float().mean().item()
+    marker_kept, other_kept = captured[0]
+    return accuracy, marker_kept, other_kept, out.kept_fraction.mean().item()

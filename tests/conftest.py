@@ -2,8 +2,10 @@
 
 import pytest
 import torch
-from builders import FILLER, MARKERS, tiny_tokenizer
+from builders import FILLER, MARKERS, tiny_config, tiny_tokenizer
 from transformers import BertConfig, BertModel
+
+import trbert
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +23,17 @@ def backbone(tmp_path_factory):
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture
+def tokenizer():
+    """A word-level tokenizer over the tiny models' vocabulary."""
+    tok = tiny_tokenizer()
+    assert tok("w0 w1")["input_ids"] == [2, 5, 6, 3]  # words are words, not [UNK]
+    return tok
+
+
+@pytest.fixture
+def model():
+    """An untrained tiny TR classifier (its policies keep every token), in eval mode."""
+    return trbert.TRBertForSequenceClassification(tiny_config(num_labels=2)).eval()

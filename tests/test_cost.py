@@ -24,7 +24,7 @@ def test_cost_matches_flop_counter(lengths, strategy):
     ids, mask = tiny_batch(lengths)
     counted, out = counted_macs(model, input_ids=ids, attention_mask=mask, restore=False)
     assert (out.kept_lengths[:, -1] < mask.sum(1)).all()  # tokens were removed
-    cost = trbert.reduction_cost(config, mask.sum(1), out.kept_lengths, policy=strategy)
+    cost = trbert.reduction_cost(config, mask.sum(1), out.kept_lengths, strategy=strategy)
     assert cost.macs.sum().item() == pytest.approx(counted, rel=0.01)
     assert (cost.speedup > 1).all()
 
@@ -48,7 +48,7 @@ def test_full_cost_matches_flop_counter_and_formula():
 def test_ideal_speedup_of_known_keep_fractions():
     config = tiny_config(num_hidden_layers=6, reduction_layers=[1, 3])
     lengths = torch.tensor([400])
-    cost = trbert.reduction_cost(config, lengths, torch.tensor([[200, 100]]), policy=False)
+    cost = trbert.reduction_cost(config, lengths, torch.tensor([[200, 100]]), strategy=False)
     per_layer = trbert.cost.tokens_per_layer(config, lengths, torch.tensor([[200, 100]]))
     assert per_layer.tolist() == [[400, 200, 200, 100, 100, 100]]
     expected = 6 * trbert.cost.layer_macs(config, torch.tensor(400.0)) / sum(

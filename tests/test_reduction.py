@@ -2,29 +2,15 @@
 
 import pytest
 import torch
-from builders import LENGTHS, SEP, decisions, spread_policy, tiny_batch, tiny_config
+from builders import LENGTHS, SEP, decisions, reducing_model, spread_policy, tiny_batch, tiny_config
 
 import trbert
-
-
-def make(cls=trbert.TRBertForTokenClassification, **overrides):
-    return spread_policy(cls(tiny_config(num_labels=5, **overrides)).eval())
-
-
-def test_policy_skips_some_tokens_and_keeps_others():
-    model = make()
-    ids, mask = tiny_batch(LENGTHS)
-    with torch.no_grad():
-        kept = model(input_ids=ids, attention_mask=mask).kept_lengths
-    lengths = mask.sum(1)
-    assert (kept[:, 0] <= lengths).all() and (kept[:, 1] <= kept[:, 0]).all()  # nested steps
-    assert (kept[:, -1] < lengths).any() and (kept[:, -1] > 1).any()
 
 
 @pytest.mark.parametrize("execution", ["packed", "padded"])
 @pytest.mark.parametrize("cls", [trbert.TRBertForSequenceClassification, trbert.TRBertForTokenClassification])
 def test_batch_invariance(cls, execution):
-    model = make(cls, execution=execution)
+    model = reducing_model(cls, execution=execution)
     ids, mask = tiny_batch(LENGTHS)
     with torch.no_grad():
         batch = model(input_ids=ids, attention_mask=mask)
@@ -39,8 +25,8 @@ def test_batch_invariance(cls, execution):
 
 def test_packed_and_padded_execution_agree():
     ids, mask = tiny_batch(LENGTHS)
-    packed = make(execution="packed")
-    padded = make(execution="padded")
+    packed = reducing_model(execution="packed")
+    padded = reducing_model(execution="padded")
     padded.load_state_dict(packed.state_dict())
     with torch.no_grad():
         a, b = packed(input_ids=ids, attention_mask=mask), padded(input_ids=ids, attention_mask=mask)
@@ -51,7 +37,7 @@ def test_packed_and_padded_execution_agree():
 @pytest.mark.parametrize("cls", [trbert.TRBertForQuestionAnswering, trbert.TRBertForTokenClassification,
                                  trbert.TRBertForSequenceClassification])
 def test_masked_training_forward_equals_removal_for_same_decisions(cls):
-    model = make(cls) if cls is not trbert.TRBertForQuestionAnswering else spread_policy(
+    model = reducing_model(cls) if cls is not trbert.TRBertForQuestionAnswering else spread_policy(
         cls(tiny_config(num_labels=2)).eval())
     ids, mask = tiny_batch(LENGTHS)
     actions = decisions(model, ids, mask)
@@ -71,7 +57,7 @@ def test_masked_training_forward_equals_removal_for_same_decisions(cls):
 
 def test_restore_puts_each_state_back_at_its_position():
     """A skipped token's final state is its state entering the layer after the step that skipped it."""
-    model = make(trbert.TRBertModel)  # reduction steps before layers 1 and 2 (of 4)
+    model = reducing_model(trbert.TRBertModel)  # reduction steps before layers 1 and 2 (of 4)
     ids, mask = tiny_batch(LENGTHS)
     actions = decisions(model, ids, mask)
     states = {}
@@ -92,7 +78,7 @@ def test_restore_puts_each_state_back_at_its_position():
 
 
 def test_padding_never_kept_and_cls_always_kept():
-    model = make()
+    model = reducing_model()
     with torch.no_grad():
         for p in model.base_model.encoder.policy:
             p.out.bias.fill_(-50.0)  # the policy wants to skip everything
@@ -109,7 +95,7 @@ def test_padding_never_kept_and_cls_always_kept():
 
 @pytest.mark.parametrize("ratio", [0.5, 0.2])
 def test_max_keep_ratio_is_respected(ratio):
-    model = make(max_keep_ratio=ratio)
+    model = reducing_model(max_keep_ratio=ratio)
     with torch.no_grad():
         for p in model.base_model.encoder.policy:
             p.out.bias.fill_(3.0)  # keeps nearly everything without the budget
@@ -121,7 +107,7 @@ def test_max_keep_ratio_is_respected(ratio):
 
 
 def test_budget_keeps_highest_probabilities():
-    model = make(max_keep_ratio=0.3, reduction_layers=[1])
+    model = reducing_model(max_keep_ratio=0.3, reduction_layers=[1])
     ids, mask = tiny_batch([30])
     encoder = model.base_model.encoder
     probs = {}
@@ -144,7 +130,7 @@ def test_budget_keeps_highest_probabilities():
 def test_keep_sep_and_first_segment():
     ids, mask = tiny_batch([25])
     ids[0, 8] = SEP  # question = positions 0..8
-    model = make(reduction_layers=[1], keep_sep=True, keep_first_segment=True)
+    model = reducing_model(reduction_layers=[1], keep_sep=True, keep_first_segment=True)
     with torch.no_grad():
         for p in model.base_model.encoder.policy:
             p.out.bias.fill_(-50.0)
@@ -156,7 +142,7 @@ def test_keep_sep_and_first_segment():
 
 
 def test_sampling_and_log_probs():
-    model = make(trbert.TRBertForSequenceClassification).train()
+    model = reducing_model(trbert.TRBertForSequenceClassification).train()
     ids, mask = tiny_batch(LENGTHS)
     torch.manual_seed(3)
     out = model(input_ids=ids, attention_mask=mask, labels=torch.zeros(5, dtype=torch.long))
@@ -164,7 +150,7 @@ def test_sampling_and_log_probs():
     assert out.kept_fraction.shape == (5, 2)
     torch.testing.assert_close(out.kept_fraction, out.kept_lengths / mask.sum(1, keepdim=True))
     # The log-probability equals the sum of log p(action) computed by hand for a one-step model.
-    model = make(trbert.TRBertForSequenceClassification, reduction_layers=[0]).eval()
+    model = reducing_model(trbert.TRBertForSequenceClassification, reduction_layers=[0]).eval()
     ids, mask = tiny_batch([6])
     action = torch.tensor([[True, False, True, True, False, False]])
     out = model(input_ids=ids, attention_mask=mask, keep_actions=[action])
@@ -177,51 +163,19 @@ def test_sampling_and_log_probs():
     assert model.bert.encoder.policy[0].dense.weight.grad.abs().sum() > 0
 
 
-def test_fixed_fraction_strategy_keeps_leading_tokens():
-    model = make(trbert.TRBertForSequenceClassification)
-    model.set_strategy(trbert.FixedFractionStrategy([0.5, 0.25]))
-    ids, mask = tiny_batch([20, 8])
-    out = model(input_ids=ids, attention_mask=mask)
-    assert out.kept_lengths.tolist() == [[10, 5], [4, 2]]
-    actions = decisions(model, ids, mask)
-    assert actions[1][0].nonzero().flatten().tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("order", ["first", "random"])
-def test_fixed_fraction_strategy_is_batch_invariant(order):
-    model = make(trbert.TRBertForSequenceClassification)
-    model.set_strategy(trbert.FixedFractionStrategy([0.5, 0.25], order=order, seed=4))
+
+
+
+
+def test_one_stacked_query_key_value_projection_gives_the_three_projections():
+    model = reducing_model(trbert.TRBertForSequenceClassification)
     ids, mask = tiny_batch(LENGTHS)
     with torch.no_grad():
-        batch = model(input_ids=ids, attention_mask=mask)
-        for b, length in enumerate(LENGTHS):
-            alone = model(input_ids=ids[b : b + 1, :length])
-            torch.testing.assert_close(alone.logits[0], batch.logits[b], atol=1e-5, rtol=0)
-
-
-def test_expected_keep_rule_keeps_round_sum_of_probabilities():
-    model = make(trbert.TRBertForSequenceClassification, reduction_layers=[1], keep_rule="expected")
-    ids, mask = tiny_batch(LENGTHS)
-    encoder = model.bert.encoder
-    seen = {}
-    original = encoder._select
-
-    def spy(step, tokens, input_ids, action, sample):
-        keep, *rest = original(step, tokens, input_ids, action, sample)
-        p = encoder.policy[step](tokens.hidden)
-        seen["expected"] = torch.zeros(len(LENGTHS)).index_add(0, tokens.example, p)
-        seen["keep"], seen["p"], seen["example"] = keep, p, tokens.example
-        return (keep, *rest)
-
-    encoder._select = spy
-    with torch.no_grad():
-        kept = model(input_ids=ids, attention_mask=mask).kept_lengths[:, 0]
-    assert kept.tolist() == torch.clamp(torch.round(seen["expected"]), min=1).long().tolist()
-    for b in range(len(LENGTHS)):  # the most probable tokens ([CLS] aside) are the ones kept
-        mine = seen["example"] == b
-        p, keep = seen["p"][mine][1:], seen["keep"][mine][1:]
-        if keep.any() and (~keep).any():
-            assert p[keep].min() >= p[~keep].max()
-    model.config.keep_rule = "threshold"
-    with torch.no_grad():
-        assert model(input_ids=ids, attention_mask=mask).kept_lengths[:, 0].tolist() != kept.tolist()
+        separate = model(input_ids=ids, attention_mask=mask)
+        model.bert.encoder.fuse_query_key_value()
+        assert len(model.bert.encoder.qkv) == model.config.num_hidden_layers
+        fused = model(input_ids=ids, attention_mask=mask)
+    assert torch.equal(fused.kept_lengths, separate.kept_lengths)
+    torch.testing.assert_close(fused.logits, separate.logits, atol=1e-6, rtol=1e-5)

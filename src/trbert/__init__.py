@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "TRBertConfig": "configuration",
+    "TRBertConfig": "modeling",  # with the models, so that the Auto classes know them
     "Cost": "cost",
     "reduction_cost": "cost",
     "encode": "inputs",

@@ -49,7 +49,7 @@ class TRBertConfig(BertConfig):
             non-padding tokens kept (at least one token), each in (0, 1].
         score_thresholds: `attention_threshold`: per reduction step, the least attention a token must
             receive to go on, each in [0, 1] (0 keeps every token, 1 only [CLS]); see
-            `trbert.ltp.learn_thresholds`.
+            `trbert.strategies.ltp.learn_thresholds`.
         exit_threshold: early exit: the uncertainty (entropy / log(num_labels), in [0, 1]) below which a
             token leaves.
         exit_window: early exit: neighbours on each side whose uncertainty also counts (max-pooled).

@@ -367,7 +367,7 @@ class TRBertForTokenClassification(TRBertPreTrainedModel):
         return TRBertTokenClassifierOutput(loss=loss, logits=logits, exit_logits=exits, **_reduction_fields(outputs))
 
 
-AutoConfig.register("trbert", TRBertConfig)
+AutoConfig.register("trbert", TRBertConfig, exist_ok=True)  # replaces the stand-in of trbert.registration
 AutoModel.register(TRBertConfig, TRBertModel)
 AutoModelForSequenceClassification.register(TRBertConfig, TRBertForSequenceClassification)
 AutoModelForQuestionAnswering.register(TRBertConfig, TRBertForQuestionAnswering)

@@ -1,21 +1,55 @@
 """Making transformers know trbert without importing it (or torch) up front.
 
-`install()` registers trbert with transformers as soon as transformers loads the part that needs it:
-the config and models with the Auto classes when `transformers.models.auto.modeling_auto` loads,
-and the extractive question-answering pipeline when `transformers.pipelines` loads (or at once, for
-the parts already loaded). So `import trbert` stays as fast as importing nothing heavy, and a
-script that only imports trbert and then calls `AutoModel.from_pretrained(...)` or
-`pipeline("question-answering", ...)` still gets trbert's classes.
+`install()` (run by `import trbert`) waits for transformers to load the parts that need trbert:
+
+* when `transformers.models.auto.configuration_auto` loads, the model type "trbert" is registered
+  with `AutoConfig` as a stand-in (`TRBertConfigOnDemand`): the first time a trbert checkpoint's
+  config is read, it imports trbert's model classes, which register themselves with `AutoConfig`
+  and every `AutoModelFor...` class, and hands over to the real `TRBertConfig`;
+* when `transformers.pipelines` loads, trbert's extractive question-answering pipeline registers.
+
+So `import trbert` stays light, and a script that imports trbert and then calls
+`AutoModelForSequenceClassification.from_pretrained(...)` or `pipeline("question-answering", ...)`
+still gets trbert's classes. A watched module is touched only after it has run to its end; the
+stand-in imports nothing until it is used, which may happen in the middle of transformers' own imports.
 """
 
 import importlib
 import importlib.abc
 import sys
 
-# transformers module -> what to do once it has loaded
+
+def _model_classes():
+    """trbert's models: importing them registers them with the Auto classes (`trbert.modeling`)."""
+    return importlib.import_module("trbert.modeling")
+
+
+class TRBertConfigOnDemand:
+    """Stands for `trbert.TRBertConfig` in `AutoConfig`'s mapping until a trbert config is made."""
+
+    model_type = "trbert"
+
+    def __new__(cls, *args, **kwargs):
+        return _model_classes().TRBertConfig(*args, **kwargs)
+
+    @classmethod
+    def from_dict(cls, *args, **kwargs):
+        return _model_classes().TRBertConfig.from_dict(*args, **kwargs)
+
+
+def _config_mapping_loaded(module) -> None:
+    if "trbert" not in module.CONFIG_MAPPING:
+        module.CONFIG_MAPPING.register("trbert", TRBertConfigOnDemand, exist_ok=True)
+
+
+def _pipelines_loaded(module) -> None:
+    importlib.import_module("trbert.pipelines")  # registers itself
+
+
+# transformers module -> what to do once it has run to its end
 _HOOKS = {
-    "transformers.models.auto.modeling_auto": lambda: importlib.import_module("trbert.modeling"),
-    "transformers.pipelines": lambda: importlib.import_module("trbert.pipelines"),  # registers itself
+    "transformers.models.auto.configuration_auto": _config_mapping_loaded,
+    "transformers.pipelines": _pipelines_loaded,
 }
 
 
@@ -23,20 +57,22 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """A finder that lets the other finders find the watched modules, then runs the hook after the
     module has executed."""
 
+    def __init__(self):
+        self._loaders = {}
+
     def find_spec(self, name, path=None, target=None):
         if name not in _HOOKS:
             return None
         for finder in sys.meta_path:
-            if finder is self:
+            if finder is self or not hasattr(finder, "find_spec"):
                 continue
-            spec = getattr(finder, "find_spec", lambda *_: None)(name, path, target)
+            spec = finder.find_spec(name, path, target)
             if spec is not None:
                 break
         else:
             return None
         if spec.loader is None:
             return spec
-        self._loaders = getattr(self, "_loaders", {})
         self._loaders[name] = spec.loader
         spec.loader = self
         return spec
@@ -49,16 +85,16 @@ class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         loader = self._loaders.pop(name)
         module.__spec__.loader = module.__loader__ = loader
         loader.exec_module(module)
-        _HOOKS[name]()
+        _HOOKS[name](module)
 
 
 _FINDER = _AfterImport()
 
 
 def install() -> None:
-    """Register now what transformers has loaded already; watch for the rest."""
+    """Register now with what transformers has loaded already; watch for the rest."""
     for name, hook in _HOOKS.items():
         if name in sys.modules:
-            hook()
+            hook(sys.modules[name])
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)

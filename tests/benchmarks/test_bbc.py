@@ -1,6 +1,5 @@
 """The main job's pipeline on the tiny synthetic task: every stage, the evaluation and the report."""
 
-from dataclasses import replace
 
 import pytest
 import torch
@@ -85,7 +84,6 @@ def test_presets_are_consistent():
         trained = {(tuple(layers), a) for layers, alphas in preset.layouts.items() for a in alphas}
         trained |= {(tuple(preset.reduction_layers or [1, 3]), a) for a in preset.alphas}
         assert all(key in trained and all(0 < c < 1 for c in caps) for key, caps in preset.capped.items())
-        assert replace(preset, alphas=[1.0]).alphas == [1.0]
 
 
 def _record(method, setting, flops, accuracy, batch=32, wall=None, full=0.97):

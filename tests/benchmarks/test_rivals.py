@@ -82,7 +82,7 @@ def test_measure_compares_every_method_with_the_full_model(classifier):
         bench.torch_method("tr", "keep all", keep_all, 32),
         bench.torch_method("tr", "half", halved, 32),
     ]
-    preset = bench.BenchPreset(name="t", recipe="quick", timed_b1=4, timed_b32=8, rounds=2)
+    preset = bench.BenchPreset(name="t", main_job="quick", timed_b1=4, timed_b32=8, rounds=2)
     records = bench.measure(methods, tokenizer, texts, labels, preset, progress=False)
 
     assert [(r["method"], r["setting"], r["batch_size"]) for r in records] == [
@@ -107,7 +107,7 @@ def test_measure_compares_every_method_with_the_full_model(classifier):
     assert by[("first 8 tokens", 32)]["flops_speedup"] == pytest.approx(float(expected), rel=1e-3)
     assert by[("half", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.03)
     assert by[("half", 32)]["gflops_per_example"] < by[("fp32", 32)]["gflops_per_example"]
-    if bench._rss() is not None:  # Linux: peak memory at batch 32
+    if bench.resident_bytes() is not None:  # Linux: peak memory at batch 32
         assert all(r["peak_mem_mb"] is not None and r["peak_mem_mb"] >= 0 for r in records if r["batch_size"] == 32)
 
 
@@ -143,9 +143,13 @@ def test_verdicts_name_the_rivals_above_the_tr_curve():
 
 
 def test_cli_presets_are_the_benchmark_presets():
+    """The command line names the presets without importing the benchmarks (which load torch)."""
+    from trbert.cli import run as run_command
+
     assert set(bench_command.PRESETS) == set(bench.PRESETS)
+    assert set(run_command.PRESETS) == set(recipe.PRESETS)
     for preset in bench.PRESETS.values():
-        assert preset.recipe in recipe.PRESETS
+        assert preset.main_job in recipe.PRESETS
 
 
 def test_every_method_is_built_and_measured(classifier, tmp_path):
@@ -169,7 +173,7 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
         "tr": {1.0: tr},
         "layouts": {},
         "capped": {((1,), 1.0, 0.5): capped},
-        "recipe": replace(recipe.PRESETS["quick"], max_length=32, truncation=[8]),
+        "main_job": replace(recipe.PRESETS["quick"], max_length=32, truncation=[8]),
     }
     methods = bench.build_methods(folders, threads=1)
     assert [(m.method, m.setting.split(" (")[0]) for m in methods] == [

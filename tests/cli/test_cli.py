@@ -1,17 +1,14 @@
-"""The command line and the speed benchmark's core, on a tiny random model (not MiniLM)."""
+"""The command line's entry point: the commands it assembles, the examples their help gives, usage errors,
+and `python -m trbert`."""
 
-import json
+import shlex
 import subprocess
 import sys
 
 import pytest
-import torch
-from builders import CLS, SEP, TINY, tiny_config
-from transformers import BertConfig, BertModel
 
 import trbert
-from trbert.benchmarks import speed as bench_speed
-from trbert.cli import main
+from trbert.cli import COMMANDS, build_parser, main
 
 
 def help_text(argv, capsys) -> str:
@@ -21,21 +18,50 @@ def help_text(argv, capsys) -> str:
     return capsys.readouterr().out
 
 
-def test_help_lists_the_subcommands(capsys):
-    out = help_text(["--help"], capsys)
-    assert "usage: trbert" in out and "speed" in out
+def examples(help_output: str) -> list[list[str]]:
+    """The command lines under a help text's "examples:" heading, as arguments after `trbert`."""
+    lines = help_output.split("examples:\n", 1)[1].splitlines() if "examples:\n" in help_output else []
+    commands = []
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        if "trbert" in words:  # also `torchrun ... -m trbert ...`
+            commands.append(words[words.index("trbert") + 1:])
+    return commands
 
 
-def test_speed_help_lists_the_options(capsys):
-    out = help_text(["speed", "--help"], capsys)
-    for option in ["--out-json", "--results-md", "--lengths", "--batch-sizes", "--repeats", "--threads", "--seed", "--quick"]:
-        assert option in out
+MINIMAL = {"run": [], "train": ["--stage", "all", "--out", "x"], "eval": ["--model", "x"], "predict": ["--model", "x"],
+           "speed": [], "wnut": [], "long": [], "bench": []}
+
+
+def test_every_command_is_assembled_with_its_own_handler():
+    assert [command.__name__.rsplit(".", 1)[1] for command in COMMANDS] == list(MINIMAL)
+    for command, (name, options) in zip(COMMANDS, MINIMAL.items()):
+        args = build_parser().parse_args([name, *options])
+        assert args.command == name and args.handler.__module__ == command.__name__  # parser and handler together
+
+
+@pytest.mark.parametrize("command", ["run", "train", "eval", "predict", "wnut", "long", "bench"])
+def test_every_example_in_the_help_parses_to_its_command(command, capsys):
+    found = examples(help_text([command, "--help"], capsys))
+    assert found, f"trbert {command} --help gives no examples"
+    for argv in found:
+        args = build_parser().parse_args(argv)
+        assert args.command == command and callable(args.handler), argv
+
+
+def test_speed_defaults_write_the_results_page():
+    args = build_parser().parse_args(["speed"])
+    assert (args.out_json, args.results_md, args.batch_sizes, args.threads) == \
+        ("docs/results/speed_minilm.json", "docs/RESULTS.md", [1, 32], 2)
+    quick = build_parser().parse_args(["speed", "--quick", "--lengths", "64", "32", "--seed", "3"])
+    assert quick.quick and quick.lengths == [64, 32] and quick.seed == 3
 
 
 def test_python_dash_m_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "trbert", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "trbert", "--version"], capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "speed" in result.stdout
+    assert result.stdout.strip() == f"trbert {trbert.__version__}"
 
 
 def test_bad_arguments_exit_with_usage_error(capsys):
@@ -47,80 +73,7 @@ def test_bad_arguments_exit_with_usage_error(capsys):
     capsys.readouterr()
 
 
-def test_random_batch_mixes_lengths_with_one_full_example():
-    ids, mask = bench_speed.random_batch(64, 8, seed=3, token_range=(5, 99), cls_id=CLS, sep_id=SEP)
-    lengths = mask.sum(1)
-    assert ids.shape == mask.shape == (8, 64)
-    assert lengths.max() == 64 and lengths.min() >= 16 and len(set(lengths.tolist())) > 1
-    assert (ids[:, 0] == CLS).all()
-    assert (ids[torch.arange(8), lengths - 1] == SEP).all()
-    assert (ids[mask == 0] == 0).all()
-    assert torch.equal(ids, bench_speed.random_batch(64, 8, seed=3, token_range=(5, 99), cls_id=CLS, sep_id=SEP)[0])
-    assert bench_speed.random_batch(32, 1)[1].sum() == 32
-
-
-def test_measure_records_on_a_tiny_model():
-    tr = trbert.TRBertModel(tiny_config()).eval()
-    plain = BertModel(BertConfig(**TINY)).eval()
-    ids, mask = bench_speed.random_batch(48, 4, token_range=(5, 99), cls_id=CLS, sep_id=SEP)
-    setting = bench_speed.fraction_setting([0.5, 0.25])
-    rounds = []
-    records = bench_speed.measure(plain, tr, ids, mask, [setting], repeats=2, model_name="tiny",
-                                  on_round=lambda: rounds.append(1))
-    assert len(rounds) == 3  # warm-up and two rounds
-    assert [r["setting"] for r in records] == ["plain", "first 0.5,0.25 packed"]
-    base, reduced = records
-    assert base["method"] == "full" and reduced["method"] == "tr"
-    assert base["kept_fraction"] is None and base["flops_speedup"] == 1.0 and base["wall_speedup"] == 1.0
-    assert reduced["kept_fraction"] == pytest.approx([0.5, 0.25], abs=0.03)
-    assert reduced["flops_speedup"] > 1
-    for r in records:
-        assert r["batch_size"] == r["n_examples"] == 4 and r["max_length"] == 48 and r["model"] == "tiny"
-        assert r["latency_ms"] > 0 and r["throughput_per_s"] > 0 and r["wall_speedup"] > 0
-        assert set(r) >= {"data", "split", "metric", "score", "peak_mem_mb"}
-    # The setting is applied for each call only: the model is left as it was.
-    assert isinstance(tr.encoder.strategy, trbert.PolicyStrategy) and tr.config.execution == "packed"
-
-
-def test_full_keep_costs_more_than_plain_at_batch_one():
-    tr = trbert.TRBertModel(tiny_config()).eval()
-    plain = BertModel(BertConfig(**TINY)).eval()
-    ids, mask = bench_speed.random_batch(32, 1, token_range=(5, 99), cls_id=CLS, sep_id=SEP)
-    full_keep = bench_speed.default_settings()[0]
-    _, record = bench_speed.measure(plain, tr, ids, mask, [full_keep], repeats=1)
-    assert record["kept_fraction"] == [1.0, 1.0]
-    assert record["flops_speedup"] < 1  # the policies run on top of every layer
-    assert tr.config.keep_threshold == 0.5
-
-
-def test_outputs_are_written(tmp_path):
-    record = {"max_length": 128, "batch_size": 1, "setting": "first 0.5,0.25 packed", "kept_fraction": [0.5, 0.25],
-              "latency_ms": 10.0, "wall_speedup": 1.5, "flops_speedup": 2.0}
-    report = {"command": "trbert speed --quick", "date": "2025-01-01", "records": [record],
-              "machine": {"cpu": "cpu", "threads": 2, "gpu": None},
-              "versions": {"trbert": "0", "torch": "0", "transformers": "0"}}
-    table = bench_speed.text_table(report["records"])
-    assert "first 0.5,0.25 packed" in table and "0.75" in table  # wall / ideal
-
-    bench_speed.write_json(tmp_path / "out" / "speed.json", report)
-    assert json.loads((tmp_path / "out" / "speed.json").read_text()) == report
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["speed.json"]  # no temporary file left
-
-    md = tmp_path / "RESULTS.md"
-    md.write_text("# Results\n\nintro\n\n<!-- speed:begin -->\nSTALE TABLE\n<!-- speed:end -->\n\n## Accuracy\nkept\n")
-    bench_speed.update_results_md(md, bench_speed.markdown_section(report, 7, 4))
-    text = md.read_text()
-    assert "STALE" not in text and "intro" in text and "## Accuracy\nkept" in text
-    assert text.count("<!-- speed:begin -->") == 1 and "`trbert speed --quick`" in text
-    assert "| 128 | 1 | first 0.5,0.25 packed | 0.50, 0.25 | 10.0 | 1.50x | 2.00x | 0.75 |" in text
-
-    fresh = tmp_path / "new" / "RESULTS.md"
-    bench_speed.update_results_md(fresh, "<!-- speed:begin -->\nx\n<!-- speed:end -->")
-    assert fresh.read_text().startswith("# Results\n\n<!-- speed:begin -->")
-
-
 def test_training_precision_options_reach_the_stage_settings():
-    from trbert.cli import build_parser
     from trbert.cli.train import stage_settings
 
     args = build_parser().parse_args(["train", "--stage", "joint", "--out", "x", "--bf16", "--attention-dropout", "0"])

@@ -1,11 +1,25 @@
 """The segment baseline for long documents and multi-label scoring."""
 
 import torch
-from builders import CLS, SEP, tiny_batch, tiny_config
+from builders import (
+    CLS,
+    MAX_LENGTH,
+    SEP,
+    plain_twin,
+    random_labels,
+    tiny_batch,
+    tiny_config,
+    tr_classifier,
+    word_texts,
+)
 from transformers import BertForSequenceClassification
 
-from trbert.evaluation import SegmentBaseline
-from trbert.tasks.classification import micro_f1, multi_hot
+from trbert.evaluation import (
+    SegmentBaseline,
+    predict_batches,
+    truncation_baseline,
+)
+from trbert.tasks.classification import accuracy, micro_f1, multi_hot
 
 
 def test_segment_baseline_runs_each_segment_alone_and_max_pools():
@@ -31,3 +45,20 @@ def test_micro_f1():
     pred = multi_hot([[0], [2, 1], [1]], 3)
     assert micro_f1(pred, gold) == 2 * 2 / (4 + 3)
     assert micro_f1(gold, gold) == 1.0
+
+
+def test_truncation_baseline_is_cheaper_than_the_full_model(tokenizer):
+    plain = plain_twin(tr_classifier())
+    texts = word_texts([30, 45, 50, 38, 60])
+    labels = random_labels(len(texts))
+    full = predict_batches(plain, tokenizer, texts, MAX_LENGTH, 2, progress=False)
+    results = truncation_baseline(plain, tokenizer, texts, labels, [8, 16, MAX_LENGTH], full, batch_size=2,
+                                  progress=False)
+    assert [r["max_length"] for r in results] == [8, 16, MAX_LENGTH]
+    assert all(r["method"] == "truncation" and r["n_examples"] == len(texts) for r in results)
+    eight, sixteen, whole = results
+    assert eight["flops_speedup"] > sixteen["flops_speedup"] > 1.0
+    assert eight["kept_fraction"][0] < sixteen["kept_fraction"][0] < 1.0
+    assert whole["flops_speedup"] == 1.0 and whole["accuracy_diff"] == 0.0 and whole["kept_fraction"] == [1.0]
+    assert eight["ci_low"] <= eight["accuracy_diff"] <= eight["ci_high"]
+    assert eight["full_accuracy"] == accuracy(full.pred, labels)

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 from builders import LABELS, TINY, synthetic, tiny_batch, tiny_config
-from datasets import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -13,7 +12,6 @@ import trbert
 from trbert import training
 from trbert.evaluation import model_macs
 from trbert.reduction import ranks_within_examples
-from trbert.strategies import ltp
 
 LENGTHS = [20, 9, 31, 3, 14]
 TOPK = dict(selection="attention_topk", keep_fractions=[0.5, 0.25])
@@ -206,8 +204,8 @@ def test_selection_cost_is_counted():
     selection = sum(2 * n * d * d + n * n * d for n in (10, 5))  # each step scores the tokens present before it
     strategy = trbert.AttentionTopKStrategy(torch.nn.ModuleList())
     for policy in (strategy, True):
-        assert trbert.reduction_cost(config, lengths, kept, policy=policy).macs.item() == layers + selection
-    assert trbert.reduction_cost(config, lengths, kept, policy=False).macs.item() == layers
+        assert trbert.reduction_cost(config, lengths, kept, strategy=policy).macs.item() == layers + selection
+    assert trbert.reduction_cost(config, lengths, kept, strategy=False).macs.item() == layers
     # The model's current strategy decides what model_macs counts.
     model = make(reduction_layers=[1, 2], **TOPK)
     assert model_macs(model, lengths, kept).item() == layers + selection
@@ -224,7 +222,7 @@ def test_cost_matches_flop_counter(selection):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, restore=False)
     assert (out.kept_lengths[:, -1] < 40).all()
-    cost = trbert.reduction_cost(config, mask.sum(1), out.kept_lengths, policy=model.encoder.strategy)
+    cost = trbert.reduction_cost(config, mask.sum(1), out.kept_lengths, strategy=model.encoder.strategy)
     assert cost.macs.item() == pytest.approx(counter.get_total_flops() / 2, rel=0.01)
 
 
@@ -278,43 +276,3 @@ def test_save_and_load_keep_the_selection(selection, tmp_path):
     torch.testing.assert_close(a.logits, b.logits)
 
 
-def test_learn_thresholds_trades_tokens_for_loss(tmp_path):
-    model = make(num_hidden_layers=3, reduction_layers=[1, 2])
-    batches = []
-    for seed in range(2):
-        ids, mask = tiny_batch([20, 9, 31, 14], seed=seed)
-        with torch.no_grad():  # the full model's own predictions: removing tokens can only raise the loss
-            labels = model(input_ids=ids, attention_mask=mask, keep_actions=[mask.bool()] * 2).logits.argmax(-1)
-        batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
-    with torch.no_grad():  # thresholds 0 and a sharp sigmoid: the soft forward is the full model
-        logits, kept = ltp.soft_forward(model, batches[0], torch.zeros(2), temperature=1e-9)
-        full = model(input_ids=batches[0]["input_ids"], attention_mask=batches[0]["attention_mask"],
-                     keep_actions=[batches[0]["attention_mask"].bool()] * 2).logits
-    torch.testing.assert_close(logits, full, atol=1e-5, rtol=0)
-    assert torch.equal(kept, torch.ones(4, 2))
-    kw = dict(steps=12, temperature=0.01, lr=0.1, init=0.03, progress=False)
-    history, costly_history = [], []
-    free = ltp.learn_thresholds(model, batches, lambda_=0.0, history=history, **kw)
-    costly = ltp.learn_thresholds(model, batches, lambda_=5.0, history=costly_history, **kw)
-    assert len(history) == 12 and all(math.isfinite(h["loss"]) for h in history + costly_history)
-    assert all(c > f for c, f in zip(costly, free)), (costly, free)
-    assert costly_history[-1]["kept"] < history[-1]["kept"]
-    assert ltp.learn_thresholds(model, batches, lambda_=5.0, **kw) == costly  # deterministic
-    assert not model.training and all(p.requires_grad for p in model.parameters())  # left as it was
-
-    kept = {}
-    for name, thresholds in (("free", free), ("costly", costly)):
-        ltp.apply_thresholds(model, thresholds)
-        with torch.no_grad():
-            kept[name] = model(**{k: v for k, v in batches[0].items() if k != "labels"}).kept_fraction[:, -1].mean()
-    assert kept["costly"] <= kept["free"] < 1
-    model.save_pretrained(tmp_path)
-    loaded = trbert.TRBertForSequenceClassification.from_pretrained(tmp_path)
-    assert loaded.config.selection == "attention_threshold" and loaded.config.score_thresholds == costly
-
-    # A tokenized datasets.Dataset works too (shuffled, padded batches).
-    rows = [batches[0]["input_ids"][b, : int(batches[0]["attention_mask"][b].sum())].tolist() for b in range(4)]
-    data = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows], "label": [0, 1, 2, 0]})
-    history = []
-    ltp.learn_thresholds(model, data, steps=3, batch_size=2, history=history, progress=False)
-    assert all(math.isfinite(h["loss"]) for h in history)

@@ -1,7 +1,6 @@
 """Extractive question answering: SQuAD files, windows, answers mapped back to characters, EM/F1,
 and the three training stages on a tiny synthetic SQuAD task (the answer follows a marker word)."""
 
-import json
 
 import pytest
 import torch
@@ -10,71 +9,7 @@ from transformers import AutoModelForQuestionAnswering, BertTokenizerFast, pipel
 
 import trbert
 from trbert import evaluation, training
-from trbert.data import DataError, load_squad
 from trbert.tasks import question_answering as qa
-
-
-def squad_file(path, paragraphs, version="1.1"):
-    path.write_text(json.dumps({"version": version, "data": [{"title": "t", "paragraphs": paragraphs}]}))
-    return path
-
-
-def paragraph(context, *qas):
-    return {"context": context, "qas": list(qas)}
-
-
-def question(qid, text, answers, impossible=None):
-    q = {"id": qid, "question": text, "answers": [{"text": a, "answer_start": s} for a, s in answers]}
-    if impossible is not None:
-        q["is_impossible"] = impossible
-    return q
-
-
-# ---------------------------------------------------------------------------- files
-def test_load_squad_v1_and_v2(tmp_path):
-    ctx = "The cat sat on the mat. It was red."
-    path = squad_file(tmp_path / "v2.json", [
-        paragraph(ctx, question("q1", "Where did the cat sit?", [("the mat", 15), ("mat", 19)]),
-                  question("q2", "What colour?", [("red", 31)], impossible=False),
-                  question("q3", "Who owns it?", [], impossible=True)),
-    ], version="v2.0")
-    rows = load_squad(path)
-    assert rows["id"] == ["q1", "q2", "q3"] and rows["context"] == [ctx] * 3
-    assert rows["answers"][0] == {"text": ["the mat", "mat"], "answer_start": [15, 19]}
-    assert rows["answers"][2] == {"text": [], "answer_start": []}
-
-
-@pytest.mark.parametrize("make, message", [
-    (lambda: [paragraph("abc def", {"id": "q7", "answers": []})], "question 'q7': the field 'question' is missing"),
-    (lambda: [paragraph("abc def", question("q8", "what?", [("xyz", 0)]))],
-     "question 'q8': the answer 'xyz' is not in the context at answer_start 0"),
-    (lambda: [paragraph("abc def", question("q9", "what?", [("def", 0)]))], "(it occurs at 4)"),
-    (lambda: [paragraph("   ", question("q10", "what?", [("a", 0)]))], "the context is empty (questions ['q10'])"),
-    (lambda: [paragraph("abc", question("q11", "what?", []))], "question 'q11': no answers"),
-    (lambda: [paragraph("abc", question("q12", "a?", [("abc", 0)]), question("q12", "b?", [("abc", 0)]))],
-     "question 'q12': the id is used by another question"),
-    (lambda: [paragraph("abc", question("q13", "  ", [("abc", 0)]))], "question 'q13': the question is empty"),
-    (lambda: [{"qas": []}], "article 0 paragraph 0: the field 'context' is missing"),
-])
-def test_bad_squad_files_name_the_file_and_question(tmp_path, make, message):
-    path = squad_file(tmp_path / "bad.json", make())
-    with pytest.raises(DataError) as error:
-        load_squad(path)
-    assert str(path) in str(error.value) and message in str(error.value)
-
-
-def test_unreadable_squad_files(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
-        load_squad(tmp_path / "missing.json")
-    (tmp_path / "broken.json").write_text('{"data": [')
-    with pytest.raises(DataError, match="line 1: malformed JSON"):
-        load_squad(tmp_path / "broken.json")
-    (tmp_path / "list.json").write_text("[1, 2]")
-    with pytest.raises(DataError, match="not a SQuAD file"):
-        load_squad(tmp_path / "list.json")
-    squad_file(tmp_path / "none.json", [paragraph("abc", )])
-    with pytest.raises(DataError, match="holds no questions"):
-        load_squad(tmp_path / "none.json")
 
 
 # ---------------------------------------------------------------------------- windows and answers

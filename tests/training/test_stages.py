@@ -16,41 +16,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-from builders import LABELS, MARKERS, synthetic, tiny_batch, tiny_config
+from builders import LABELS, MARKERS, keep_stats, synthetic
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertTokenizerFast
 
 import trbert
 from trbert import training
-
-
-@pytest.fixture(scope="module")
-def finetuned(backbone, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "finetune"
-    settings = training.StageSettings(epochs=12, learning_rate=2e-3, batch_size=32, max_length=64, save_steps=1000)
-    training.finetune(backbone, synthetic(600, seed=1), out, settings, label_names=LABELS)
-    return str(out)
-
-
-def keep_stats(model_dir, data):
-    model = trbert.TRBertForSequenceClassification.from_pretrained(model_dir).eval()
-    tok = BertTokenizerFast.from_pretrained(model_dir)
-    enc = tok(list(data["text"]), return_tensors="pt", padding=True)
-    marker_ids = torch.tensor(tok.convert_tokens_to_ids(MARKERS))
-    captured = []
-    original = model.bert.encoder._select
-
-    def spy(step, tokens, input_ids, action, sample):
-        keep, *rest = original(step, tokens, input_ids, action, sample)
-        is_marker = torch.isin(input_ids[tokens.example, tokens.position], marker_ids)
-        captured.append((keep[is_marker].float().mean().item(), keep[~is_marker].float().mean().item()))
-        return (keep, *rest)
-
-    model.bert.encoder._select = spy
-    with torch.no_grad():
-        out = model(**enc)
-    accuracy = (out.logits.argmax(-1) == torch.tensor(list(data["label"]))).float().mean().item()
-    marker_kept, other_kept = captured[0]
-    return accuracy, marker_kept, other_kept, out.kept_fraction.mean().item()
 
 
 def test_finetuned_backbone_solves_the_task(finetuned):
@@ -152,20 +122,6 @@ def test_bf16_setting_trains_under_autocast_and_saves_fp32_weights(backbone, fin
         assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
-def test_keep_log_prob_is_computed_in_fp32_under_bf16_autocast():
-    # Confident policies (p near 1) and actions that skip every token: in bfloat16 1 - p rounds to 0.
-    model = trbert.TRBertForSequenceClassification(tiny_config(reduction_layers=[0, 2], num_labels=3)).train()
-    for policy in model.bert.encoder.policy:
-        torch.nn.init.constant_(policy.out.bias, 12.0)
-    ids, mask = tiny_batch([20, 13, 30, 7])
-    skip_all = [torch.zeros_like(ids)] * 2
-    reference = model(input_ids=ids, attention_mask=mask, keep_actions=skip_all, masked=False).keep_log_prob
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(input_ids=ids, attention_mask=mask, keep_actions=skip_all, masked=False)
-    assert out.keep_log_prob.dtype == torch.float32 and torch.isfinite(out.keep_log_prob).all()
-    torch.testing.assert_close(out.keep_log_prob, reference, rtol=0.05, atol=0.0)
-    # The first step skips all but [CLS], each at log(1 - sigmoid(12)) = -12 nats; the second has nothing to skip.
-    torch.testing.assert_close(reference, -12.0 * (mask.sum(1) - 1).float(), rtol=1e-3, atol=0.0)
 
 
 def test_a_stage_trains_the_same_model_whatever_ran_before_in_the_process(backbone, tmp_path):
@@ -244,38 +200,8 @@ def test_distillation_computes_the_teacher_logits_once_per_training_set(finetune
     assert training.stage_done(tmp_path / "joint")
 
 
-def test_interrupted_stage_resumes_from_last_complete_checkpoint(backbone, tmp_path, monkeypatch):
-    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, save_steps=3)
-    data = synthetic(128, seed=6)  # 8 steps: checkpoints at 3 and 6, then the end
-    out = tmp_path / "finetune"
-    training.finetune(backbone, data, out, settings, label_names=LABELS)
-    checkpoints = tmp_path / "finetune-checkpoints"
-    assert training.last_complete_checkpoint(checkpoints).endswith("checkpoint-8")
-    # Simulate a kill: the stage folder never written, the newest checkpoint cut off mid-write.
-    shutil.rmtree(out)
-    (checkpoints / "checkpoint-8" / "trainer_state.json").unlink()
-    assert training.last_complete_checkpoint(checkpoints).endswith("checkpoint-6")
-    resumed_from = []
-    original = training.last_complete_checkpoint
-    monkeypatch.setattr(training, "last_complete_checkpoint",
-                        lambda folder: resumed_from.append(original(folder)) or resumed_from[-1])
-    training.finetune(backbone, data, out, settings, label_names=LABELS)
-    assert resumed_from[0].endswith("checkpoint-6")
-    state = json.loads((checkpoints / "trainer_state.json").read_text())
-    assert state["global_step"] == 8
-    assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 3
 
 
-def test_save_atomically_replaces_a_folder_whole(tmp_path):
-    model = trbert.TRBertForSequenceClassification(trbert.TRBertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
-        sep_token_id=3, num_labels=2))
-    target = tmp_path / "model"
-    training.save_atomically(model, None, target)
-    (target / "stale.txt").write_text("from an older save")
-    training.save_atomically(model, None, target)
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old folder left
 
 
 def test_multi_label_stages_on_a_tiny_task(backbone, tmp_path):
@@ -317,35 +243,8 @@ def test_multi_label_stages_on_a_tiny_task(backbone, tmp_path):
     assert exact >= 0.9 and out.kept_fraction.mean() < 0.8, (exact, out.kept_fraction.mean())
 
 
-def test_residual_heuristic_scores_the_marker_highest(finetuned):
-    from trbert.tasks import get_task
-
-    model = trbert.TRBertForSequenceClassification.from_pretrained(finetuned, reduction_layers=[0]).eval()
-    tok = BertTokenizerFast.from_pretrained(finetuned)
-    data = synthetic(60, seed=4)
-    enc = tok(list(data["text"]), return_tensors="pt", padding=True)
-    labels = {"labels": torch.tensor(list(data["label"]))}
-    scores, states = training.residual_scores(model, dict(enc), labels, get_task("classification"))
-    assert len(scores) == 1 and scores[0].shape == enc["input_ids"].shape
-    marker_ids = torch.tensor(tok.convert_tokens_to_ids(MARKERS))
-    has_marker = torch.isin(enc["input_ids"], marker_ids)
-    rows = has_marker.any(1)
-    ranked = scores[0].masked_fill(enc["attention_mask"] == 0, -1)
-    ranked[:, 0] = -1  # [CLS] is always kept: the ranking that matters is among the others
-    best = ranked.argmax(1)
-    top_is_marker = has_marker[torch.arange(len(best)), best]
-    assert top_is_marker[rows].float().mean() >= 0.8, top_is_marker[rows].float().mean()
-    [action] = training.residual_actions(model, dict(enc), labels, get_task("classification"))
-    assert action[has_marker].float().mean() >= 0.9 and action.sum() < enc["attention_mask"].sum()
 
 
-def test_policy_training_with_imitation_warm_up(finetuned, tmp_path):
-    settings = training.StageSettings(epochs=3, learning_rate=1e-2, batch_size=32, max_length=64, samples=8,
-                                      alpha=0.5, save_steps=1000, guide_rate=0.5)
-    out = training.train_policy(finetuned, synthetic(300, seed=3), tmp_path / "policy", settings,
-                                reduction_layers=[0])
-    accuracy, marker_kept, other_kept, _ = keep_stats(out, synthetic(200, seed=2))
-    assert accuracy >= 0.9 and marker_kept >= 0.95 and other_kept <= 0.3, (accuracy, marker_kept, other_kept)
 
 
 def test_head_learning_rate_trains_the_head_alone_and_resumes(backbone, tmp_path, monkeypatch):

@@ -20,9 +20,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import TRBertForSequenceClassification, evaluation
 from trbert.data import load_bbc
+from trbert.tasks.classification import accuracy
 from trbert.training import StageSettings, finetune, stage_done, train_capped, train_joint, train_policy
 
-from .report import plot_tradeoff, update_section
+from .report import diff_cell, kept_cell, markdown_table, plot_tradeoff, provenance, speedup_cell, update_section
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -43,7 +44,7 @@ class Preset:
     layouts: dict[tuple[int, ...], list[float]] = field(default_factory=dict)
     # "expected": keep round(sum p) tokens per example at inference. After short policy training the
     # probabilities are not yet near 0 or 1, and the 0.5 threshold keeps far fewer tokens than the
-    # sampled trajectories the model was tuned on (measured: 12% kept instead of 30%, -21 points).
+    # sampled trajectories the model was tuned on (docs/RESULTS.md).
     keep_rule: str = "expected"
     # Layouts (reduction layers, as in `layouts`) whose joint stage keeps the policies frozen: the
     # backbone and head are tuned by distillation alone, with the keep decisions of inference.
@@ -68,7 +69,7 @@ class Preset:
 FAST = {"bf16": True, "attention_dropout": 0.0}  # training settings of the full preset (below)
 
 PRESETS = {
-    # About 7 minutes on 2 cores (7.3 measured): 128 tokens, policy and joint stages on part of the data.
+    # A few minutes on 2 cores: 128 tokens, policy and joint stages on part of the data.
     "quick": Preset(
         name="quick",
         max_length=128,
@@ -81,26 +82,13 @@ PRESETS = {
     ),
     # The figures of the results page: full-length articles, an alpha sweep whose first reduction step
     # is on the embeddings (so that no layer sees every token), and a five-alpha sweep with the paper's
-    # placement (before layers 1 and 3: layer 0 sees every token, which bounds the speed-up at about 6x);
-    # its alphas 0.02-0.1 cover 1.6x-3x, where truncation is strongest.
-    # The joint stage runs two epochs over every training article: against one epoch on 400 (measured,
-    # steps 0,3, alpha 1, same policy stage) it kept fewer tokens (23%/4% against 27%/7%) and scored
-    # 0.45 points higher. A third epoch (steps 0,3, alpha 1, six draws) kept fewer tokens again (8-13x
-    # FLOPs against 7.3-8x) at the same mean accuracy, with a wider spread: not adopted (docs/RESULTS.md).
-    # The layout with a step on the embeddings tunes the joint stage with its policies frozen: the
-    # REINFORCE term kept thinning the tokens there (to 8-13x FLOPs at alpha 1) and the accuracy moved by
-    # two points with the draw (94.9-97.0%, six draws); distillation alone to what the policy stage keeps
-    # scored 96.7-97.5% at 5.6-6.4x in four draws (scripts/policy_seeds.py --frozen-joint, docs/RESULTS.md).
-    # Alpha 2 is in the sweep to show where it levels off: its first step keeps as many tokens as alpha
-    # 1's (25% against 23%), only the second thins out, at 0.9 points.
-    # The capped model: alpha 1 with every step keeping at most 10% of an article's tokens (its first step
-    # keeps 23% uncapped), tuned one epoch to that budget: a first step that keeps fewer tokens is what
-    # batch 1 needs (see `train_capped`). Tuned two epochs, or capped at 8%, it scored lower (measured).
-    # Every stage trains in bfloat16 mixed precision without attention dropout: at 512 tokens on these
-    # CPUs a fine-tuning step takes 2.1 s, against 4.4 s in fp32 without attention dropout and 11.7 s with
-    # it (scripts/time_training_step.py). From nothing the preset ran in 110 minutes on 2 cores (87
-    # training, 23 measuring). Its models scored lower than the fp32 ones of the earlier runs, and
-    # alpha 1's accuracy moves by more than a point with the policies' initial draw (docs/RESULTS.md).
+    # placement (before layers 1 and 3: layer 0 sees every token, which bounds the speed-up), whose small
+    # alphas cover the range where truncation is strongest.
+    # The layout with a step on the embeddings tunes the joint stage with its policies frozen
+    # (distillation alone to what the policy stage keeps), and alpha 1 of it is also tuned to a budget of
+    # 10% of an article's tokens: a first step that keeps fewer tokens is what batch 1 needs (see
+    # `train_capped`). Every stage trains in bfloat16 mixed precision without attention dropout. Each
+    # choice, the alternatives tried and how long the preset takes are on the results page (docs/RESULTS.md).
     "full": Preset(
         name="full",
         max_length=512,
@@ -225,7 +213,7 @@ def full_record(full_pred, labels, batch_size: int, **fields) -> dict:
     """The full model's record: its accuracy from `full_pred` (`evaluation.predict_batches`), the
     reference (1x) for every speed-up."""
     return evaluation.results_record(
-        {"accuracy": evaluation.accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "wall_speedup": 1.0,
+        {"accuracy": accuracy(full_pred.pred, labels), "flops_speedup": 1.0, "wall_speedup": 1.0,
          "n_examples": len(labels), "batch_size": batch_size, "kept_fraction": None},
         method="full", setting="fine-tuned", **fields)
 
@@ -259,19 +247,14 @@ def timed_records(preset: Preset, model, full, tokenizer, texts, labels, result:
     return records
 
 
-def table(records: list[dict]) -> str:
-    """A markdown table of the records."""
-    head = ("| method | setting | batch | accuracy | diff vs full (95% CI) | kept per step | FLOPs speed-up "
-            "| wall speed-up |\n|:--|:--|--:|--:|:--|:--|--:|--:|")
-    rows = []
-    for r in records:
-        diff = "" if r.get("accuracy_diff") is None else (
-            f"{100 * r['accuracy_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
-        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
-        wall = "" if r.get("wall_speedup") is None else f"{r['wall_speedup']:.2f}x"
-        rows.append(f"| {r['method']} | {r['setting']} | {r['batch_size']} | {100 * r['score']:.2f} | {diff} "
-                    f"| {kept} | {r['flops_speedup']:.2f}x | {wall} |")
-    return "\n".join([head, *rows])
+def table(records: list[dict], score: str = "accuracy", diff: str = "accuracy_diff") -> str:
+    """A markdown table of the records (`score`: the metric's header; `diff`: the key of its difference)."""
+    return markdown_table(records, [
+        ("method", ":--", lambda r: r["method"]), ("setting", ":--", lambda r: r["setting"]),
+        ("batch", "--:", lambda r: str(r["batch_size"])), (score, "--:", lambda r: f"{100 * r['score']:.2f}"),
+        ("diff vs full (95% CI)", ":--", diff_cell(diff)), ("kept per step", ":--", kept_cell),
+        ("FLOPs speed-up", "--:", speedup_cell("flops_speedup")), ("wall speed-up", "--:", speedup_cell("wall_speedup")),
+    ])
 
 
 def _line_at(points: list[tuple[float, float]], x: float) -> float | None:
@@ -425,8 +408,7 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         + "".join(f" (median of {n} interleaved passes at batch {b})" for b, n in sorted(preset.timing_repeats.items())
                   if n > 1) + ".",
         "",
-        f"- Command: `{command}`",
-        f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+        *provenance(command, machine),
         *([f"- {time_line(timing)}"] if timing else []),
         f"- Stages: fine-tune {preset.finetune.epochs:g} epoch(s); per alpha, policy {preset.policy.epochs:g} "
         f"epoch(s) on {preset.policy.max_examples or 'all'} articles (K={preset.policy.samples}), joint "
@@ -442,7 +424,7 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         "",
         table(records),
         "",
-        "Targets, read off the table (`trbert.recipe.verdicts`):",
+        "Targets, read off the table (`trbert.benchmarks.bbc.verdicts`):",
         "",
         *verdicts(records),
         "",

@@ -39,7 +39,7 @@ from trbert.tasks.classification import micro_f1, multi_hot
 from trbert.training import StageSettings, fit_head, save_atomically, stage_done, train_joint, train_policy
 
 from .bbc import MODEL_NAME, quiet_stage
-from .report import save_png, update_section
+from .report import diff_cell, kept_cell, markdown_table, provenance, save_png, speedup_cell, update_section
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,8 @@ class LongPreset:
     sources: tuple[str, ...] = ("articles", "digests")
     article_model: str = "layers-0-3/alpha-1/joint"
     train_length: int = 2048
-    # Sized for 2 CPU cores: a policy step (2 digests of 2048 tokens, 4 trajectories each) took about
-    # 2.5 s on 2026-12-04, a joint step about 5 s (it also runs the segment baseline as its teacher).
-    # After one policy epoch the kept fraction was still falling; four keep far fewer tokens, at a cost in
-    # micro F1 (both measured in docs/RESULTS.md, long documents).
+    # Sized for 2 CPU cores (a joint step also runs the segment baseline as its teacher). One policy epoch
+    # and four are compared in docs/RESULTS.md, long documents.
     n_train: int = 120
     n_test: int = 100
     # The paper's placement, and a step on the embeddings with the joint stage the BBC News full preset
@@ -267,17 +265,15 @@ def evaluate(preset: LongPreset, full_dir: Path, tr_models: dict[str, Path], pro
 
 
 def table(records: list[dict]) -> str:
-    head = ("| data | method | setting | batch | mean tokens | micro F1 | diff vs segments (95% CI) | kept per step "
-            "| FLOPs speed-up | wall speed-up | ms per digest |\n|:--|:--|:--|--:|--:|--:|:--|:--|--:|--:|--:|")
-    rows = []
-    for r in records:
-        diff = "" if r["method"] == "segment baseline" else (
-            f"{100 * r['f1_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
-        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
-        rows.append(f"| {r['data']} | {r['method']} | {r['setting']} | {r['batch_size']} | {r['mean_tokens']:.0f} "
-                    f"| {100 * r['score']:.2f} | {diff} | {kept} | {r['flops_speedup']:.2f}x | {r['wall_speedup']:.2f}x "
-                    f"| {r['latency_ms']:.0f} |")
-    return "\n".join([head, *rows])
+    diff = diff_cell("f1_diff")
+    return markdown_table(records, [
+        ("data", ":--", lambda r: r["data"]), ("method", ":--", lambda r: r["method"]),
+        ("setting", ":--", lambda r: r["setting"]), ("batch", "--:", lambda r: str(r["batch_size"])),
+        ("mean tokens", "--:", lambda r: f"{r['mean_tokens']:.0f}"), ("micro F1", "--:", lambda r: f"{100 * r['score']:.2f}"),
+        ("diff vs segments (95% CI)", ":--", lambda r: "" if r["method"] == "segment baseline" else diff(r)),
+        ("kept per step", ":--", kept_cell), ("FLOPs speed-up", "--:", speedup_cell("flops_speedup")),
+        ("wall speed-up", "--:", speedup_cell("wall_speedup")), ("ms per digest", "--:", lambda r: f"{r['latency_ms']:.0f}"),
+    ])
 
 
 def plot_latency(records: list[dict], path: str | Path, batch_size: int = 1) -> None:
@@ -344,8 +340,7 @@ def run(full_dir: str = "runs/bbc-full/finetune", run_dir: str = "runs/long", se
             "joint distilling from the segment baseline, then the same head stage); its setting names its reduction "
             "steps (step 0: on the embeddings) and alpha.",
             "",
-            f"- Command: `{command}`",
-            f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+            *provenance(command, machine),
             "",
             text,
             "",

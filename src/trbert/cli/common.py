@@ -130,7 +130,8 @@ USER_ERRORS = (CommandError, DataError, CheckpointError)
 def user_message(error: BaseException) -> str:
     """The one-line message of a user error, in the command line's terms."""
     text = " ".join(str(error).split())
-    return text.replace("text_column= / label_column=", "--text-column / --label-column")
+    text = text.replace("text_column= / label_column=", "--text-column / --label-column")
+    return text.replace("with text_column=", "with --text-column")
 
 
 def is_main_process() -> bool:

@@ -120,7 +120,6 @@ def evaluate(args) -> int:
     result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, max_length, args.batch_size,
                                             timing_repeats=args.timing_repeats, progress=not args.no_progress)
 
-    kept = result["kept_fraction"]
     kind = (f"trbert, reduction before layers {config.reduction_layers}" if is_tr
             else f"{config.model_type}, no reduction")
     print(f"model:           {folder} ({kind})")
@@ -131,14 +130,7 @@ def evaluate(args) -> int:
     print(f"full accuracy:   {percent(result['full_accuracy'])}")
     print(f"difference:      {points(result['accuracy_diff'])} points, 95% CI [{points(result['ci_low'])}, "
           f"{points(result['ci_high'])}] (paired bootstrap)")
-    print(f"kept per step:   {', '.join(f'{k:.3f}' for k in kept) if kept else '- (no reduction)'}")
-    print(f"FLOPs speed-up:  {result['flops_speedup']:.2f}x")
-    if result["wall_speedup"] is None:
-        print("wall speed-up:   not timed (--timing-repeats 0)")
-    else:
-        print(f"wall speed-up:   {result['wall_speedup']:.2f}x ({result['latency_ms']:.2f} vs "
-              f"{result['full_latency_ms']:.2f} ms per example; median of {args.timing_repeats} interleaved "
-              f"pass{'es' if args.timing_repeats > 1 else ''})")
+    _print_cost(result, args.timing_repeats)
 
     if args.json:
         common = dict(data=args.data if args.data == "bbc" else data.description,
@@ -194,7 +186,6 @@ def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
         metric, score, full_score = "entity_f1", result["f1"], result["full_f1"]
         lines = [("entity F1", f"{percent(result['f1'])} (full model {percent(result['full_f1'])})")]
         what = f"{result['n_examples']} sentences"
-    kept = result["kept_fraction"]
     print(f"model:           {folder}")
     print(f"full model:      {full_note}")
     print(f"data:            {data.description}: {what}, max length {max_length}, batch size {args.batch_size}, "
@@ -203,13 +194,7 @@ def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
         print(f"{name + ':':<17}{value}")
     print(f"F1 difference:   {points(score - full_score)} points, 95% CI [{points(result['ci_low'])}, "
           f"{points(result['ci_high'])}] (paired bootstrap)")
-    print(f"kept per step:   {', '.join(f'{k:.3f}' for k in kept) if kept else '- (no reduction)'}")
-    print(f"FLOPs speed-up:  {result['flops_speedup']:.2f}x")
-    if result["wall_speedup"] is None:
-        print("wall speed-up:   not timed (--timing-repeats 0)")
-    else:
-        print(f"wall speed-up:   {result['wall_speedup']:.2f}x ({result['latency_ms']:.2f} vs "
-              f"{result['full_latency_ms']:.2f} ms per example)")
+    _print_cost(result, args.timing_repeats)
     if args.json:
         from .. import evaluation
 
@@ -222,3 +207,14 @@ def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
     return 0
 
 
+def _print_cost(result: dict, repeats: int) -> None:
+    """The lines on tokens kept, FLOPs and wall clock that every task's evaluation prints."""
+    kept = result["kept_fraction"]
+    print(f"kept per step:   {', '.join(f'{k:.3f}' for k in kept) if kept else '- (no reduction)'}")
+    print(f"FLOPs speed-up:  {result['flops_speedup']:.2f}x")
+    if result["wall_speedup"] is None:
+        print("wall speed-up:   not timed (--timing-repeats 0)")
+    else:
+        print(f"wall speed-up:   {result['wall_speedup']:.2f}x ({result['latency_ms']:.2f} vs "
+              f"{result['full_latency_ms']:.2f} ms per example; median of {repeats} interleaved "
+              f"pass{'es' if repeats > 1 else ''})")

@@ -13,11 +13,12 @@ and against truncation (accuracy with a 95% paired-bootstrap interval, tokens
 kept per step, FLOPs and wall-clock speed-up at batch 1 and 32); prints the
 table and writes results.json, table.md and tradeoff.png into the run folder.
 
-Presets: quick (max length 128, about 7 minutes on 2 cores; the default)
-and full (max length 512; five alphas with a reduction step on the embeddings
-and one before layer 3, five with the paper's placement, and alpha 1 of the
-first capped to keep at most 10% of the tokens; every stage in bfloat16 mixed
-precision; 110 minutes on 2 cores from nothing, measured).
+Presets: quick (max length 128, policy and joint stages on part of the
+data; the default) and full (max length 512; five alphas with a reduction
+step on the embeddings and one before layer 3, five with the paper's
+placement, and alpha 1 of the first capped to keep at most 10% of the tokens;
+every stage in bfloat16 mixed precision). docs/RESULTS.md says how long each
+took, on which machine.
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\

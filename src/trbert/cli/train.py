@@ -118,10 +118,10 @@ def add(subparsers) -> None:
                    help="train on a random (seeded) subset of N examples (default: all)")
     p.add_argument("--attention-dropout", type=dropout_rate, metavar="P",
                    help="dropout on the attention probabilities while training, in [0, 1) (default: the "
-                        "checkpoint's, 0.1 for BERT; 0 trains about 2.5 times as fast on CPU at 512 tokens)")
+                        "checkpoint's, 0.1 for BERT; 0 trains much faster on CPU at long inputs)")
     p.add_argument("--bf16", action="store_true",
-                   help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (about "
-                        "twice as fast on a CPU with AVX-512 BF16, measured at 512 tokens; saved models are fp32)")
+                   help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (faster on "
+                        "a CPU with AVX-512 BF16 or AMX, much slower on one without; saved models are fp32)")
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")

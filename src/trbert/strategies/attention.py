@@ -88,7 +88,7 @@ class AttentionTopKStrategy(AttentionRule):
 
 class ThresholdStrategy(AttentionRule):
     """Learned Token Pruning: at step t a token goes on when the attention it receives is at least
-    score_thresholds[t] (threshold 0 keeps every token, 1 only [CLS]). `trbert.ltp.learn_thresholds`
+    score_thresholds[t] (threshold 0 keeps every token, 1 only [CLS]). `trbert.strategies.ltp.learn_thresholds`
     learns the thresholds."""
 
     field = "score_thresholds"

@@ -29,12 +29,10 @@ class Classification(Task):
         return soft_cross_entropy(out.logits, teacher.logits).mean()
 
 
-class MultiLabel(Task):
+class MultiLabel(Classification):
+    """Several labels per text: the model's classes are independent (sigmoid), the losses binary."""
+
     name = "multi-label"
-    auto_class = AutoModelForSequenceClassification
-    tr_class_name = "TRBertForSequenceClassification"
-    label_keys = ("labels",)
-    per_example_logits = True
 
     def features(self, dataset, tokenizer, max_length):
         n = len(dataset.features["labels"].feature.names)

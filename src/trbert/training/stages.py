@@ -37,7 +37,8 @@ from .trainers import TEACHER_LOGITS, ExitTrainer, FinetuneTrainer, FrozenPolicy
 
 @dataclass
 class StageSettings:
-    """Hyper-parameters of one stage (defaults: a short run; presets in `trbert.recipe`)."""
+    """Hyper-parameters of one stage (defaults: a short run; the main job's presets are in
+    `trbert.benchmarks.bbc`)."""
 
     epochs: float = 1.0
     learning_rate: float = 5e-5
@@ -49,33 +50,17 @@ class StageSettings:
     max_examples: int | None = None  # train on the first examples only (None: all)
     seed: int = 0
     # Dropout on the attention probabilities while training (None: the checkpoint's own, 0.1 in BERT).
-    # At 512 tokens on CPU it is most of a training step's time: drawing a mask over every head's
-    # 512 x 512 scores (measured, MiniLM-L6, batch 16: 11.7 s a step with it, 4.4 s without).
+    # At long inputs on CPU, drawing a mask over every head's n x n scores is much of a step's time.
     attention_dropout: float | None = None
     # Mixed precision: matrix products in bfloat16 under autocast, weights and optimizer state in fp32
-    # (transformers' `bf16`). About twice as fast on a CPU with AVX-512 BF16 (measured, MiniLM-L6, batch
-    # 16 x 512 tokens, no attention dropout: 2.1 s a step against 4.4 s); not measured on other hardware.
+    # (transformers' `bf16`). Fast only where the hardware computes bfloat16 natively (see docs/RESULTS.md).
     bf16: bool = False
     # Fine-tune only: the learning rate of the task head (pooler and classifier), None: `learning_rate`.
-    # A new head starts from random weights and learns slowly at the backbone's rate (likely more so on a
-    # sentence-embedding checkpoint such as all-MiniLM). Measured on BBC News (head at 1e-3, backbone at
-    # 8e-5): training loss 0.03-0.05 against 0.11, test accuracy unchanged (docs/RESULTS.md).
+    # A new head starts from random weights and may learn slowly at the backbone's rate.
     head_learning_rate: float | None = None
     save_steps: int = 50
     logging_steps: int = 10
     extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
-
-
-def _stage_model(model_class, source: str, settings: StageSettings, **overrides):
-    """The model a stage trains, loaded from `source` with the stage's config overrides and dropout.
-    Seeded first: its new weights (a task head, policy networks, exit classifiers) follow the stage's
-    seed, not what ran before in the process."""
-    if settings.attention_dropout is not None:
-        if not 0.0 <= settings.attention_dropout < 1.0:
-            raise ValueError(f"attention_dropout must be in [0, 1), got {settings.attention_dropout}")
-        overrides["attention_probs_dropout_prob"] = settings.attention_dropout
-    set_seed(settings.seed)
-    return model_class.from_pretrained(source, **overrides)
 
 
 def _stage_model(model_class, source: str, settings: StageSettings, **overrides):
@@ -260,7 +245,7 @@ def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, ta
 def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings,
                 task: str | Task = "classification", freeze_policies: bool = False, **model_overrides) -> Path:
     """Stage 3: tune every parameter of the TR model in `source` (stage 2's folder), distilling from
-    the model in `teacher` (stage 1's folder, or a module such as `trbert.long.SegmentBaseline`, run
+    the model in `teacher` (stage 1's folder, or a module such as `trbert.evaluation.SegmentBaseline`, run
     on each batch) plus the REINFORCE term.
 
     `freeze_policies`: keep stage 2's policies as they are and tune only the backbone and head, by

@@ -1,11 +1,10 @@
-"""trbert.data: the built-in BBC / WNUT loaders (read for real: the data packages are small) and user files."""
+"""The corpora that ship as packages: fixed, seeded, stratified splits with no text in two splits; news digests."""
 
-import json
 from collections import Counter
 
 import pytest
 
-from trbert.data import DataError, load_bbc, load_text_files, load_wnut
+from trbert.data import load_bbc, load_wnut
 
 BBC_NAMES = ["business", "entertainment", "politics", "sport", "tech"]
 
@@ -111,99 +110,29 @@ def test_wnut_split_depends_only_on_seed(wnut):
 # --- user files -----------------------------------------------------------------------------------
 
 
-def _write(path, text, encoding="utf-8"):
-    path.write_text(text, encoding=encoding)
-    return str(path)
 
 
-def _jsonl(path, rows):
-    return _write(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def test_csv_round_trip(tmp_path):
-    train = _write(tmp_path / "train.csv", 'text,label,extra\n"good, really",pos,1\nbad,neg,2\nfine,pos,3\n')
-    test = _write(tmp_path / "test.csv", "text,label,extra\nawful,neg,4\n")
-    data = load_text_files(train, test=test)
-    assert list(data) == ["train", "test"]
-    assert data["train"].column_names == ["text", "label"]
-    assert data["train"].features["label"].names == ["neg", "pos"]
-    assert data["train"]["text"] == ["good, really", "bad", "fine"]
-    assert data["train"]["label"] == [1, 0, 1]
-    assert data["test"]["label"] == [0]
 
 
-def test_jsonl_round_trip_with_other_columns_and_given_labels(tmp_path):
-    rows = [{"sentence": "héllo wörld", "topic": "b"}, {"sentence": "second", "topic": "a"}]
-    train = _jsonl(tmp_path / "train.jsonl", rows)
-    validation = _jsonl(tmp_path / "dev.jsonl", rows[:1])
-    data = load_text_files(train, validation, text_column="sentence", label_column="topic", labels=["b", "a", "c"])
-    assert data["train"].features["label"].names == ["b", "a", "c"]
-    assert data["train"]["text"] == ["héllo wörld", "second"]
-    assert data["train"]["label"] == [0, 1]
-    assert data["validation"]["label"] == [0]
 
 
-def test_integer_labels_sort_numerically(tmp_path):
-    train = _write(tmp_path / "train.csv", "text,label\na,10\nb,2\nc,1\n")
-    data = load_text_files(train)
-    assert data["train"].features["label"].names == ["1", "2", "10"]
-    assert data["train"]["label"] == [2, 1, 0]
 
 
 # Each bad file: (file name, content, text that the DataError must contain besides the file name).
-BAD_FILES = [
-    ("empty.csv", "", "empty"),
-    ("header_only.csv", "text,label\n", "no data rows"),
-    ("empty.jsonl", "\n\n", "no data rows"),
-    ("no_label.csv", "text,topic\nhello,a\n", "'label'"),
-    ("empty_text.csv", "text,label\nhello,a\n   ,a\n", "row 2"),
-    ("missing_text.csv", "text,label\nhello,a\nworld,a\n,a\n", "row 3"),
-    ("missing_label.csv", "text,label\nhello,a\nworld,\n", "row 2"),
-    ("ragged.csv", "text,label\nhello,a\nx,y,z\n", "line 3"),
-    ("malformed.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", label}\n', "row 2"),
-    ("not_object.jsonl", '{"text": "a", "label": "x"}\n["b", "y"]\n', "row 2"),
-    ("no_label_key.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', "row 2"),
-    ("malformed_array.json", '[{"text": "a", "label": "x"},\n {"text": "b", "label": }]\n', "line 2"),
-    ("notes.txt", "hello\n", "unsupported file type"),
-]
 
 
-@pytest.mark.parametrize("name, content, expected", BAD_FILES, ids=[case[0] for case in BAD_FILES])
-def test_bad_file_raises_data_error(tmp_path, name, content, expected):
-    path = _write(tmp_path / name, content)
-    with pytest.raises(DataError) as error:
-        load_text_files(path)
-    assert name in str(error.value) and expected in str(error.value)
 
 
-def test_missing_column_lists_the_columns(tmp_path):
-    path = _write(tmp_path / "train.csv", "body,label\nhello,a\n")
-    with pytest.raises(DataError, match=r"train\.csv.*'text'.*\['body', 'label'\]"):
-        load_text_files(path)
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(DataError, match=r"nowhere\.csv: file not found"):
-        load_text_files(str(tmp_path / "nowhere.csv"))
 
 
-def test_not_utf8(tmp_path):
-    path = _write(tmp_path / "latin.csv", "text,label\nhello,a\ncafé,b\n", encoding="latin-1")
-    with pytest.raises(DataError, match=r"latin\.csv: line 3: .*not UTF-8.*save it as UTF-8"):
-        load_text_files(path)
 
 
-def test_unknown_label_in_validation_or_test(tmp_path):
-    train = _write(tmp_path / "train.csv", "text,label\na,pos\nb,neg\n")
-    test = _write(tmp_path / "test.csv", "text,label\nc,pos\nd,neutral\n")
-    with pytest.raises(DataError, match=r"test\.csv: row 2: unknown label 'neutral'"):
-        load_text_files(train, test=test)
 
 
-def test_unknown_label_in_train_when_labels_given(tmp_path):
-    train = _jsonl(tmp_path / "train.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "meh"}])
-    with pytest.raises(DataError, match=r"train\.jsonl: row 2: unknown label 'meh'"):
-        load_text_files(train, labels=["neg", "pos"])
 
 
 def test_news_digests_are_long_multi_label_and_stay_in_their_split():

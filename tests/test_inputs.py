@@ -1,0 +1,27 @@
+"""Text in, model inputs out: bad texts get a clear error naming the text; long ones are truncated or refused."""
+
+import pytest
+
+import trbert
+
+
+@pytest.mark.parametrize("texts,error,match", [
+    ("", ValueError, r"texts\[0\] is empty"),
+    (["w1 w2", "   \n\t"], ValueError, r"texts\[1\] is empty or only whitespace"),
+    ([], ValueError, "texts is empty"),
+    (["w1", 3], TypeError, r"texts\[1\] is a int"),
+    (42, TypeError, "must be a string or a list of strings"),
+    (None, TypeError, "must be a string or a list of strings"),
+])
+def test_bad_texts(tokenizer, texts, error, match):
+    with pytest.raises(error, match=match):
+        trbert.encode(tokenizer, texts)
+
+
+def test_long_text_is_truncated_by_default_and_rejected_without_truncation(tokenizer, model):
+    long_text = " ".join(["w5"] * 200)
+    enc = trbert.encode(tokenizer, [long_text, "w1 w2"])
+    assert enc["input_ids"].shape == (2, 64)
+    assert model(**enc).logits.shape == (2, 2)
+    with pytest.raises(ValueError, match="text 0 has 202 tokens but the model takes at most 64"):
+        trbert.encode(tokenizer, long_text, truncation=False)

@@ -1,0 +1,44 @@
+"""A stage's files: an interrupted stage resumes from its last complete checkpoint; a model folder is replaced whole."""
+
+import json
+import shutil
+
+from builders import LABELS, synthetic
+from transformers import AutoModelForSequenceClassification
+
+import trbert
+from trbert import training
+
+
+def test_interrupted_stage_resumes_from_last_complete_checkpoint(backbone, tmp_path, monkeypatch):
+    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, save_steps=3)
+    data = synthetic(128, seed=6)  # 8 steps: checkpoints at 3 and 6, then the end
+    out = tmp_path / "finetune"
+    training.finetune(backbone, data, out, settings, label_names=LABELS)
+    checkpoints = tmp_path / "finetune-checkpoints"
+    assert training.last_complete_checkpoint(checkpoints).endswith("checkpoint-8")
+    # Simulate a kill: the stage folder never written, the newest checkpoint cut off mid-write.
+    shutil.rmtree(out)
+    (checkpoints / "checkpoint-8" / "trainer_state.json").unlink()
+    assert training.last_complete_checkpoint(checkpoints).endswith("checkpoint-6")
+    resumed_from = []
+    original = training.last_complete_checkpoint
+    monkeypatch.setattr(training.stages, "last_complete_checkpoint",
+                        lambda folder: resumed_from.append(original(folder)) or resumed_from[-1])
+    training.finetune(backbone, data, out, settings, label_names=LABELS)
+    assert resumed_from[0].endswith("checkpoint-6")
+    state = json.loads((checkpoints / "trainer_state.json").read_text())
+    assert state["global_step"] == 8
+    assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 3
+
+
+def test_save_atomically_replaces_a_folder_whole(tmp_path):
+    model = trbert.TRBertForSequenceClassification(trbert.TRBertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+        sep_token_id=3, num_labels=2))
+    target = tmp_path / "model"
+    training.save_atomically(model, None, target)
+    (target / "stale.txt").write_text("from an older save")
+    training.save_atomically(model, None, target)
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old folder left
