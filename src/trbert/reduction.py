@@ -71,7 +71,7 @@ class TRBertEncoder(nn.Module):
         for layer in self.layer:
             sa = layer.attention.self
             parts = (sa.query, sa.key, sa.value)
-            qkv = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts)).to(sa.query.weight.device)
+            qkv = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts)).to(sa.query.weight)
             with torch.no_grad():
                 qkv.weight.copy_(torch.cat([p.weight for p in parts]))
                 qkv.bias.copy_(torch.cat([p.bias for p in parts]))

@@ -40,7 +40,7 @@ def test_every_command_is_assembled_with_its_own_handler():
         assert args.command == name and args.handler.__module__ == command.__name__  # parser and handler together
 
 
-@pytest.mark.parametrize("command", ["run", "train", "eval", "predict", "wnut", "long", "bench"])
+@pytest.mark.parametrize("command", ["run", "train", "eval", "predict", "speed", "wnut", "long", "bench"])
 def test_every_example_in_the_help_parses_to_its_command(command, capsys):
     found = examples(help_text([command, "--help"], capsys))
     assert found, f"trbert {command} --help gives no examples"

@@ -103,8 +103,7 @@ PRESETS = {
         capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, **FAST),
         truncation=[32, 64, 128, 256],
         timing_examples=96,
-        # Batch 1 timed as the median of 3 passes: the alpha-1 model's single pass gave 3.16x where three
-        # passes over all 668 articles, right after, gave 3.92x (docs/RESULTS.md).
+        # Batch 1 timed as the median of 3 passes: one pass is too noisy there (docs/RESULTS.md).
         timing_repeats={1: 3},
     ),
 }

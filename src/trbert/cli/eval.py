@@ -43,13 +43,8 @@ examples:
 
 
 def add(subparsers) -> None:
-    p = subparsers.add_parser(
-        "eval",
-        help="accuracy, tokens kept and speed-up of a model against the full model",
-        description=EVAL_DESCRIPTION,
-        epilog=EVAL_EPILOG,
-        formatter_class=formatter,
-    )
+    p = subparsers.add_parser("eval", help="accuracy, tokens kept and speed-up of a model against the full model",
+                              description=EVAL_DESCRIPTION, epilog=EVAL_EPILOG, formatter_class=formatter)
     p.add_argument("--model", required=True, metavar="DIR", help="the model folder to evaluate")
     p.add_argument("--full-model", metavar="DIR", help="the full model to compare with (default: see above)")
     add_data_options(p, "evaluation data")

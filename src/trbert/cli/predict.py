@@ -39,13 +39,8 @@ examples:
 
 
 def add(subparsers) -> None:
-    p = subparsers.add_parser(
-        "predict",
-        help="labels and class probabilities for texts",
-        description=PREDICT_DESCRIPTION,
-        epilog=PREDICT_EPILOG,
-        formatter_class=formatter,
-    )
+    p = subparsers.add_parser("predict", help="labels and class probabilities for texts",
+                              description=PREDICT_DESCRIPTION, epilog=PREDICT_EPILOG, formatter_class=formatter)
     p.add_argument("--model", required=True, metavar="DIR", help="the model folder")
     p.add_argument("--task", choices=TASKS, default="classification", help="the model's head (default: classification)")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify or tag")

@@ -1,8 +1,7 @@
 """`trbert speed`: the speed benchmark (wall clock against ideal speed-up at fixed keep fractions)."""
 
-import argparse
 
-from .common import positive_int, sequence_length
+from .common import formatter, positive_int, sequence_length
 
 DEFAULT_JSON = "docs/results/speed_minilm.json"
 DEFAULT_MD = "docs/RESULTS.md"
@@ -16,14 +15,16 @@ the table into the speed section of the results markdown.
 
 Paths are relative to the current directory. Use --quick for a smoke run."""
 
+SPEED_EPILOG = """\
+examples:
+  trbert speed                   # the results page's speed section: n = 512 and 128, batch 1 and 32
+  trbert speed --quick --out-json /tmp/speed.json --results-md /tmp/speed.md
+  trbert speed --lengths 256 --batch-sizes 1 8 --threads 1"""
+
 
 def add(subparsers) -> None:
-    p = subparsers.add_parser(
-        "speed",
-        help="speed benchmark: wall-clock vs ideal speed-up on MiniLM (CPU)",
-        description=SPEED_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = subparsers.add_parser("speed", help="speed benchmark: wall-clock vs ideal speed-up on MiniLM (CPU)",
+                              description=SPEED_DESCRIPTION, epilog=SPEED_EPILOG, formatter_class=formatter)
     p.add_argument("--lengths", type=sequence_length, nargs="+", metavar="N",
                    help="padded sequence lengths n (default: 512 128; 128 with --quick)")
     p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 32], metavar="B",

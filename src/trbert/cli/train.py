@@ -82,13 +82,8 @@ examples:
 
 
 def add(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train",
-        help="train a TR-BERT model (classifier, QA, tagger): finetune, policy, joint, or all three",
-        description=TRAIN_DESCRIPTION,
-        epilog=TRAIN_EPILOG,
-        formatter_class=formatter,
-    )
+    p = subparsers.add_parser("train", help="train a TR-BERT model (classifier, QA, tagger): finetune, policy, joint, or all three",
+                              description=TRAIN_DESCRIPTION, epilog=TRAIN_EPILOG, formatter_class=formatter)
     p.add_argument("--stage", required=True,
                    choices=["finetune", "policy", "joint", "all", "capped", "exits", "self-sampling", "early-exit"],
                    help="what to train (see above)")
@@ -158,7 +153,7 @@ EARLY_EXIT_STAGES = ("exits", "self-sampling", "early-exit")
 # Defaults of each stage (the recipe's values); a value given on the command line applies to every stage trained.
 STAGE_DEFAULTS = {
     "finetune": dict(epochs=2.0, learning_rate=8e-5, batch_size=16, samples=8),
-    "policy": dict(epochs=2.0, learning_rate=3e-3, batch_size=8, samples=8),  # as the recipe's presets
+    "policy": dict(epochs=2.0, learning_rate=3e-3, batch_size=8, samples=8),  # as the main job's presets
     "joint": dict(epochs=1.0, learning_rate=2e-5, batch_size=8, samples=4),
     "capped": dict(epochs=1.0, learning_rate=2e-5, batch_size=8, samples=1),  # as the full preset's
     "exits": dict(epochs=3.0, learning_rate=2e-3, batch_size=16, samples=1),  # as `trbert wnut`

@@ -9,7 +9,6 @@ over a resample, so each resample's F1 is exact and cheap.
 
 import torch
 import torch.nn.functional as F
-from seqeval.metrics.sequence_labeling import get_entities
 from transformers import AutoModelForTokenClassification
 
 from .base import IGNORE, Task, f1_from_counts, soft_cross_entropy
@@ -72,6 +71,7 @@ def word_tags(pred: torch.Tensor, word_ids: list[int | None], tag_names: list[st
 
 def entity_counts(gold: list[list[str]], pred: list[list[str]]) -> torch.Tensor:
     """[N, 3] per sentence: entities right (type and span), predicted, and gold."""
+    from seqeval.metrics.sequence_labeling import get_entities  # seqeval loads scikit-learn: only when scoring
     rows = []
     for g, p in zip(gold, pred):
         g_set, p_set = set(get_entities(list(g))), set(get_entities(list(p)))
