@@ -64,7 +64,7 @@ def test_single_stage_options_are_checked(run, tmp_path, capsys):
         (["--stage", "joint", "--source", run.out / "policy", "--teacher", run.out / "finetune",
           "--reduction-layers", "1"], "--reduction-layers is set when the policy or the exits are trained"),
         (["--stage", "policy", "--source", run.out / "finetune", "--reduction-layers", "5"],
-         r"--reduction-layers: reduction_layers=\[5\]: every index must lie in \[0, 1\]"),
+         "--reduction-layers: reduction_layers=[5]: every index must lie in [0, 1] for a model with 2 layers"),
         (["--stage", "capped", "--source", run.out / "joint", "--teacher", run.out / "finetune"],
          "--stage capped needs --max-keep-ratio"),
         (["--stage", "joint", "--source", run.out / "policy", "--teacher", run.out / "finetune",
