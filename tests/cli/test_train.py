@@ -1,8 +1,8 @@
-"""`trbert train / eval / predict` end to end on the tiny synthetic task, in-process, with a tiny backbone.
+"""`trbert train`: every stage through the command line, re-runs that skip finished stages, checked options.
 
-One `train --stage all` run (module fixture) feeds every test; the text and label columns of its CSV
-have other names than the defaults, so that the column options are exercised too.
-"""
+One `train --stage all` run (the session fixture `run` in cli/conftest.py) feeds these tests and those of
+eval and predict; the text and label columns of its CSV have other names than the defaults, so that the
+column options are exercised too."""
 
 import json
 

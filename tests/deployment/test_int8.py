@@ -1,4 +1,4 @@
-"""int8 quantization and ONNX export: policies stay fp32, outputs stay close, files are written safely."""
+"""PyTorch int8: the policies stay fp32, outputs and kept tokens stay close to fp32, the input model is left alone."""
 
 
 import pytest

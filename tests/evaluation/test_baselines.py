@@ -1,4 +1,4 @@
-"""The segment baseline for long documents and multi-label scoring."""
+"""The baselines: the segment baseline for long documents, and truncation."""
 
 import torch
 from builders import (

@@ -1,4 +1,4 @@
-"""Evaluation of sequence classifiers, on tiny random models and a tiny tokenizer."""
+"""A classifier against the full model: the comparison, its cost and speed fields, on tiny random models."""
 
 
 from builders import (

@@ -1,4 +1,4 @@
-"""Attention-based selections (PoWER-BERT / Length-Adaptive top-k, LTP thresholds) and threshold learning."""
+"""Attention-based selections (PoWER-BERT / Length-Adaptive top-k, LTP thresholds): decisions, equivalences, cost."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Extractive question answering: SQuAD files, windows, answers mapped back to characters, EM/F1,
+"""Extractive question answering: windows, answers mapped back to characters, EM/F1,
 and the three training stages on a tiny synthetic SQuAD task (the answer follows a marker word)."""
 
 
