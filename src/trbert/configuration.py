@@ -91,7 +91,9 @@ class TRBertConfig(BertConfig):
             self.reduction_layers = [int(i) for i in self.reduction_layers]
         if self.sep_token_id is None:
             self.sep_token_id = 2 if self.backbone == "roberta" else 102
-        self.validate_selection()  # a plain ValueError, before the strict validation wraps it
+        # Plain ValueErrors that say what is wrong, before the strict validation would wrap them in its own type.
+        self.validate_selection()
+        self.validate_reduction()
         super().__post_init__(**kwargs)
 
     def validate_reduction(self):

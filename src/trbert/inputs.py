@@ -1,6 +1,10 @@
 """Text in, model inputs out: the checks a user's raw texts need before tokenization."""
 
+import unicodedata
 from collections.abc import Sequence
+
+# Characters that show nothing: control and format characters (NUL, zero-width spaces, direction marks).
+_INVISIBLE = {"Cc", "Cf"}
 
 
 def encode(tokenizer, texts, text_pairs=None, max_length: int | None = None, truncation: bool = True):
@@ -15,6 +19,8 @@ def encode(tokenizer, texts, text_pairs=None, max_length: int | None = None, tru
         text_pairs = check_texts(text_pairs, "text_pairs")
         if len(text_pairs) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text_pairs: they must pair up one to one")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
+        raise ValueError(f"max_length={max_length!r} must be a whole number of tokens, at least 2 ([CLS] and [SEP])")
     limit = max_length or tokenizer.model_max_length
     if limit is None or limit > 100_000:  # tokenizers without a known limit report a huge sentinel
         raise ValueError("the tokenizer does not say how many tokens the model takes: pass max_length")
@@ -34,7 +40,10 @@ def encode(tokenizer, texts, text_pairs=None, max_length: int | None = None, tru
 
 
 def check_texts(texts, name: str = "texts") -> list[str]:
-    """The texts as a list, or a clear error: a string or a list of non-empty strings."""
+    """The texts as a list, or a clear error: a string or a list of strings, each with something visible in it
+    (not empty, not only whitespace, control or zero-width characters)."""
+    if isinstance(texts, (bytes, bytearray)):
+        raise TypeError(f"{name} is {type(texts).__name__}: decode it to a string first (e.g. .decode('utf-8'))")
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, Sequence):
@@ -42,8 +51,13 @@ def check_texts(texts, name: str = "texts") -> list[str]:
     if len(texts) == 0:
         raise ValueError(f"{name} is empty: give at least one text")
     for i, text in enumerate(texts):
+        if isinstance(text, (bytes, bytearray)):
+            raise TypeError(f"{name}[{i}] is {type(text).__name__}: decode it to a string first")
         if not isinstance(text, str):
             raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a string")
         if not text.strip():
             raise ValueError(f"{name}[{i}] is empty or only whitespace: there is nothing to classify")
+        if all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in text):
+            raise ValueError(f"{name}[{i}] holds only invisible characters (control or zero-width): there is "
+                             "nothing to classify")
     return list(texts)

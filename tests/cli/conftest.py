@@ -9,6 +9,7 @@ import pytest
 import torch
 from builders import CSV_COLUMNS, synthetic, write_csv
 
+from trbert import hardware
 from trbert.cli import main
 
 EPOCHS, BATCH, N_TRAIN, LOG_EVERY = 2, 16, 96, 2
@@ -17,10 +18,13 @@ STEPS = EPOCHS * N_TRAIN // BATCH
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """A tiny model gains nothing from threads; on a busy machine, competing ones slow it 100-fold."""
+    """A tiny model gains nothing from threads; on a busy machine, competing ones slow it 100-fold. The
+    commands' --threads default (the cores this process may use) is 1 here."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hardware, "available_cores", lambda: 1)
+        yield
     torch.set_num_threads(threads)
 
 
@@ -33,7 +37,8 @@ def run(backbone, tmp_path_factory):
     out = root / "run"
     argv = ["train", "--stage", "all", "--out", str(out), "--backbone", backbone, "--data", str(train_csv), *CSV_COLUMNS,
             "--epochs", str(EPOCHS), "--lr", "3e-3", "--batch-size", str(BATCH), "--samples", "2",
-            "--reduction-layers", "0", "--logging-steps", str(LOG_EVERY), "--save-steps", "4", "--no-progress"]
+            "--reduction-layers", "0", "--logging-steps", str(LOG_EVERY), "--save-steps", "4", "--no-progress",
+            "--threads", "1"]
     stdout = io.StringIO()
     with redirect_stdout(stdout):
         status = main(argv)

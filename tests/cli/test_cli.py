@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import trbert
+from trbert import hardware
 from trbert.cli import COMMANDS, build_parser, main
 
 
@@ -52,7 +53,7 @@ def test_every_example_in_the_help_parses_to_its_command(command, capsys):
 def test_speed_defaults_write_the_results_page():
     args = build_parser().parse_args(["speed"])
     assert (args.out_json, args.results_md, args.batch_sizes, args.threads) == \
-        ("docs/results/speed_minilm.json", "docs/RESULTS.md", [1, 32], 2)
+        ("docs/results/speed_minilm.json", "docs/RESULTS.md", [1, 32], hardware.available_cores())
     quick = build_parser().parse_args(["speed", "--quick", "--lengths", "64", "32", "--seed", "3"])
     assert quick.quick and quick.lengths == [64, 32] and quick.seed == 3
 
@@ -82,3 +83,24 @@ def test_training_precision_options_reach_the_stage_settings():
     args = build_parser().parse_args(["train", "--stage", "joint", "--out", "x"])
     settings = stage_settings(args, "joint", 64)
     assert settings.bf16 is False and settings.attention_dropout is None  # the checkpoint's own dropout
+
+
+@pytest.mark.parametrize("command", list(MINIMAL))
+def test_every_command_takes_threads_defaulting_to_the_cores_it_may_use(command, monkeypatch):
+    monkeypatch.setattr(hardware, "available_cores", lambda: 3)
+    assert build_parser().parse_args([command, *MINIMAL[command]]).threads == 3
+    assert build_parser().parse_args([command, *MINIMAL[command], "--threads", "1"]).threads == 1
+
+
+def test_the_threads_are_set_before_the_command_runs(monkeypatch):
+    import torch
+
+    from trbert.cli import wnut
+
+    monkeypatch.setattr(wnut, "run_wnut", lambda args: torch.get_num_threads())  # what the command would see
+    before = torch.get_num_threads()
+    try:
+        assert main(["wnut", "--threads", "1"]) == 1
+        assert main(["wnut", "--threads", "2"]) == 2
+    finally:
+        torch.set_num_threads(before)

@@ -71,3 +71,14 @@ def test_eval_errors(run, tmp_path, capsys):
     for options, message in cases:
         status, _, err = run_cli(["eval", *options], capsys)
         assert status == 2 and message in err and "Traceback" not in err, err
+
+
+def test_eval_and_predict_cut_texts_where_the_model_was_trained(run, tmp_path):
+    from trbert.cli.common import fit_max_length, load_config
+
+    config = load_config(run.out / "joint")
+    assert config.trained_max_length == 64  # the run's stages: the tiny backbone's limit
+    config.trained_max_length = 32
+    assert fit_max_length(None, config, "m") == 32 and fit_max_length(48, config, "m") == 48
+    config.trained_max_length = None  # a model trained elsewhere: the model's limit, at most 512
+    assert fit_max_length(None, config, "m") == 64

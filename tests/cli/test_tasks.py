@@ -4,18 +4,9 @@ on a SQuAD file written here and on WNUT-16 (a tiny backbone, a few steps: the p
 import json
 
 import pytest
-import torch
 from builders import synthetic_squad
 
 from trbert.cli import main
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_squad(path, rows):

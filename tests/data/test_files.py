@@ -162,3 +162,11 @@ def test_unreadable_squad_files(tmp_path):
     squad_file(tmp_path / "none.json", [paragraph("abc", )])
     with pytest.raises(DataError, match="holds no questions"):
         load_squad(tmp_path / "none.json")
+
+
+def test_a_train_file_with_one_label_is_refused(tmp_path):
+    path = _write(tmp_path / "one.csv", "text,label\nw1 w2,sport\nw3,sport\n")
+    with pytest.raises(DataError, match=r"every row has the label 'sport': a classifier needs at least two classes"):
+        load_text_files(train=path)
+    # With the model's labels given (evaluating on a file of one class) one label is fine.
+    assert load_text_files(train=path, labels=["business", "sport"])["train"]["label"] == [1, 1]

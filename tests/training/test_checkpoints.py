@@ -2,9 +2,10 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 from builders import LABELS, synthetic
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 import trbert
 from trbert import training
@@ -42,3 +43,15 @@ def test_save_atomically_replaces_a_folder_whole(tmp_path):
     training.save_atomically(model, None, target)
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old folder left
+
+
+def test_a_stage_records_its_length_and_logs_its_last_step(backbone, tmp_path):
+    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=24, save_steps=100,
+                                      logging_steps=50)  # 3 steps: fewer than the logging interval
+    out = training.finetune(backbone, synthetic(48, seed=6), tmp_path / "finetune", settings, label_names=LABELS)
+    assert AutoConfig.from_pretrained(out).trained_max_length == 24
+    lines = [json.loads(line) for line in training.log_path(out).read_text().splitlines()]
+    assert [line["step"] for line in lines] == [3]  # the last step, although 3 < logging_steps
+    policy = training.train_policy(str(out), synthetic(16, seed=7), tmp_path / "policy",
+                                   replace(settings, max_length=20, samples=2), reduction_layers=[0])
+    assert AutoConfig.from_pretrained(policy).trained_max_length == 20  # each stage records its own

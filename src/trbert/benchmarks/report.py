@@ -36,7 +36,9 @@ def speedup_cell(key: str) -> Callable[[dict], str]:
 
 def provenance(command: str, machine: dict) -> list[str]:
     """The lines under a results section's prose that say how to rerun it and where it ran."""
-    return [f"- Command: `{command}`", f"- Machine: {machine['cpu']}, {machine['threads']} threads, no GPU"]
+    isa = f" ({machine['isa']})" if machine.get("isa") else ""
+    gpu = machine.get("gpu") or "no GPU"
+    return [f"- Command: `{command}`", f"- Machine: {machine['cpu']}{isa}, {machine['threads']} threads, {gpu}"]
 
 
 def update_section(path: str | os.PathLike, name: str, section: str) -> None:

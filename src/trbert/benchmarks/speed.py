@@ -22,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from trbert.cost import reduction_cost
-from trbert.evaluation.records import cpu_name, versions
+from trbert.evaluation.records import versions
+from trbert.hardware import cpu_name, instruction_set
 from trbert.strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy
 
 from .report import markdown_table, provenance, update_section
@@ -237,7 +238,7 @@ def run(
         "benchmark": BENCHMARK,
         "command": command,
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": cpu_name(), "threads": threads, "gpu": None},
+        "machine": {"cpu": cpu_name(), "isa": instruction_set(), "threads": threads, "gpu": None},
         "versions": versions(),
         "records": records,
     }

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trbert {__version__}")
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
-        command.add(subparsers)
+        common.add_threads_option(command.add(subparsers))
     return parser
 
 
@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["trbert", *argv])  # recorded with results, to rerun them exactly
     try:
+        common.set_threads(args.threads)
         return args.handler(args)
     except common.USER_ERRORS as error:  # a bad file, folder or text: one line, no traceback
         print(f"trbert {args.command}: error: {common.user_message(error)}", file=sys.stderr)

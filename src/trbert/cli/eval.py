@@ -10,6 +10,7 @@ from .common import (
     load_labelled,
     load_model,
     load_task_data,
+    load_tokenizer,
     model_folder,
     non_negative_int,
     percent,
@@ -17,6 +18,7 @@ from .common import (
     points,
     positive_int,
     quiet_progress,
+    resolve_task,
     sequence_length,
 )
 
@@ -42,16 +44,16 @@ examples:
   trbert eval --task token-classification --model runs/wnut/joint --full-model runs/wnut/finetune"""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("eval", help="accuracy, tokens kept and speed-up of a model against the full model",
                               description=EVAL_DESCRIPTION, epilog=EVAL_EPILOG, formatter_class=formatter)
     p.add_argument("--model", required=True, metavar="DIR", help="the model folder to evaluate")
     p.add_argument("--full-model", metavar="DIR", help="the full model to compare with (default: see above)")
-    add_data_options(p, "evaluation data")
+    add_data_options(p, "evaluation data", infer_task=True)
     p.add_argument("--split", choices=["train", "validation", "test"],
                    help="split of --data bbc (default: test); a file is evaluated whole")
     p.add_argument("--max-length", type=sequence_length, metavar="N",
-                   help="truncate texts to N tokens (default: the model's limit, at most 512)")
+                   help="truncate texts to N tokens (default: the length the model was trained at, else its limit, at most 512)")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="batch size (default: 32)")
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="evaluate on a fixed random subset of N examples (default: all)")
@@ -64,11 +66,11 @@ def add(subparsers) -> None:
     p.add_argument("--json", metavar="OUT.json", help="also write the results file here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=evaluate)
+    return p
 
 
 def evaluate(args) -> int:
     import torch
-    from transformers import AutoTokenizer
 
     from .. import evaluation
 
@@ -76,6 +78,7 @@ def evaluate(args) -> int:
         quiet_progress()
     folder = model_folder(args.model, "--model")
     config = load_config(folder)
+    args.task = resolve_task(args, folder)
     is_tr = config.model_type == "trbert"
     builtin = {"classification": "bbc", "token-classification": "wnut"}.get(args.task)
     args.data = args.data or builtin
@@ -110,7 +113,7 @@ def evaluate(args) -> int:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_examples, len(dataset))))
     texts, labels = list(dataset["text"]), list(dataset["label"])
     max_length = fit_max_length(args.max_length, config, folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     device = place(args, model, full)
     result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, max_length, args.batch_size,
                                             timing_repeats=args.timing_repeats, progress=not args.no_progress)
@@ -150,14 +153,12 @@ def evaluate(args) -> int:
 
 def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
     """`trbert eval` for question answering (exact match, F1) and token classification (entity F1)."""
-    from transformers import AutoTokenizer
-
     config = model.config
     data = load_task_data(args.task, args.data, split, labels=label_names(config) if args.task != "question-answering" else None)
     dataset = data.dataset
     if args.max_examples is not None:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_examples, len(dataset))))
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     device = place(args, model, full)
     if args.task == "question-answering":
         from ..evaluation import evaluate_qa

@@ -16,7 +16,7 @@ wall-clock speed-up over the segment baseline, and a plot of time against length
 Needs the models of `trbert run --preset full` (or --full-model with the article model beside it)."""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("long", help="the long-document benchmark: news digests up to 4096 tokens",
                               description=LONG_DESCRIPTION, formatter_class=formatter,
                               epilog="examples:\n  trbert long\n  trbert long --report   # also docs/RESULTS.md")
@@ -26,6 +26,7 @@ def add(subparsers) -> None:
     add_job_options(p, "also write docs/results/long_digests.json and the long section of docs/RESULTS.md",
                      backbone=False, seed="training seed (default: 0)")
     p.set_defaults(handler=run_long)
+    return p
 
 
 def run_long(args) -> int:

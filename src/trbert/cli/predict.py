@@ -6,23 +6,26 @@ import sys
 from pathlib import Path
 
 from .common import (
-    TASKS,
     CommandError,
+    add_task_option,
     default_device,
     fit_max_length,
     formatter,
     load_classifier,
     load_model,
+    load_tokenizer,
     model_folder,
     positive_int,
     quiet_progress,
+    resolve_task,
     sequence_length,
 )
 
 PREDICT_DESCRIPTION = """\
-Classify texts with a trained model (TR-BERT or plain transformers); with --task, answer a
-question about a context, or tag the words of texts. The texts come from the command line and/or --file: a text file with one text per line ('-' reads standard input), or a
-.csv / .jsonl file with a text column.
+Classify texts with a trained model (TR-BERT or plain transformers), answer a question about a
+context, or tag the words of texts: what the model's head does (its config names it; --task when it
+does not). The texts come from the command line and/or --file: a text file with one text per line
+('-' reads standard input; blank lines are skipped), or a .csv / .jsonl file with a text column.
 
 Prints one line per text: its index, the label, the probability of each class and the tokens
 kept after each reduction step ("40 > 21 > 9": 40 tokens, 21 after the first step, 9 after the
@@ -38,11 +41,11 @@ examples:
   trbert predict --task token-classification --model runs/wnut/joint 'off to see the Lakers in LA'"""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("predict", help="labels and class probabilities for texts",
                               description=PREDICT_DESCRIPTION, epilog=PREDICT_EPILOG, formatter_class=formatter)
     p.add_argument("--model", required=True, metavar="DIR", help="the model folder")
-    p.add_argument("--task", choices=TASKS, default="classification", help="the model's head (default: classification)")
+    add_task_option(p, infer=True)
     p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify or tag")
     p.add_argument("--question", metavar="TEXT", help="question-answering: the question")
     p.add_argument("--context", metavar="TEXT|@FILE", help="question-answering: the context (@FILE: read it from FILE)")
@@ -53,16 +56,22 @@ def add(subparsers) -> None:
     p.add_argument("--text-column", default="text", metavar="NAME",
                    help="text column of a .csv / .jsonl file (default: text)")
     p.add_argument("--max-length", type=sequence_length, metavar="N",
-                   help="truncate texts to N tokens (default: the model's limit, at most 512)")
+                   help="truncate texts to N tokens (default: the length the model was trained at, else its limit, at most 512)")
     p.add_argument("--batch-size", type=positive_int, default=32, metavar="B", help="batch size (default: 32)")
     p.add_argument("--json", action="store_true", help="print JSON Lines instead of a table")
     p.set_defaults(handler=predict)
+    return p
 
 
 def read_texts(args) -> tuple[list[str], list[str]]:
     """The texts to classify and, for each, where it came from (for error messages)."""
     texts = list(args.texts)
     origins = [f"text argument {i + 1}" for i in range(len(texts))]
+    for text, origin in zip(texts, origins):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8 reach Python as lone surrogates
+            raise CommandError(f"{origin} is not valid UTF-8 text") from None
     if args.file is not None:
         path = args.file
         if path != "-" and Path(path).suffix.lower() in (".csv", ".jsonl", ".json"):
@@ -72,21 +81,30 @@ def read_texts(args) -> tuple[list[str], list[str]]:
             texts += rows
             origins += [f"{path} row {i}" for i in range(1, len(rows) + 1)]
         else:
-            if path == "-":
-                lines = sys.stdin.read().splitlines()
-            else:
-                try:
-                    lines = Path(path).read_text(encoding="utf-8").splitlines()
-                except FileNotFoundError:
-                    raise CommandError(f"{path}: file not found") from None
-                except (OSError, UnicodeDecodeError) as error:
-                    raise CommandError(f"{path}: cannot read it as UTF-8 text ({error})") from None
-            while lines and not lines[-1].strip():  # blank lines at the end are not texts
-                lines.pop()
-            if not lines:
-                raise CommandError(f"{path}: no texts in it (give one text per line)")
-            texts += lines
-            origins += [f"{'stdin' if path == '-' else path} line {i}" for i in range(1, len(lines) + 1)]
+            name = "standard input" if path == "-" else path
+            try:
+                if path == "-":  # the bytes as they come (a test may hand a text stream instead)
+                    stream = getattr(sys.stdin, "buffer", None)
+                    raw = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+                else:
+                    raw = Path(path).read_bytes()
+            except FileNotFoundError:
+                raise CommandError(f"{path}: file not found") from None
+            except OSError as error:
+                raise CommandError(f"{path}: cannot read it ({error})") from None
+            try:
+                lines = raw.decode("utf-8").splitlines()
+            except UnicodeDecodeError as error:
+                raise CommandError(f"{name} is not valid UTF-8 text (byte {raw[error.start]:#04x} at offset "
+                                   f"{error.start})") from None
+            numbered = [(i, line) for i, line in enumerate(lines, start=1) if line.strip()]
+            if not numbered:
+                raise CommandError(f"{name}: no texts in it (give one text per line)")
+            blank = sum(1 for line in lines[:numbered[-1][0]] if not line.strip())
+            if blank:
+                print(f"note: skipped {blank} blank line(s) of {name}", file=sys.stderr)
+            texts += [line for _, line in numbered]
+            origins += [f"{'stdin' if path == '-' else path} line {i}" for i, _ in numbered]
     if not texts:
         raise CommandError("nothing to classify: give texts as arguments or --file PATH")
     return texts, origins
@@ -94,13 +112,13 @@ def read_texts(args) -> tuple[list[str], list[str]]:
 
 def predict(args) -> int:
     import torch
-    from transformers import AutoTokenizer
 
     from .. import evaluation
     from ..inputs import check_texts
 
     quiet_progress()  # the predictions are the output
     folder = model_folder(args.model, "--model")
+    args.task = resolve_task(args, folder)
     if args.task == "question-answering":
         return _predict_answer(args, folder)
     if args.question is not None or args.context is not None:
@@ -116,7 +134,7 @@ def predict(args) -> int:
         return _predict_tags(args, folder, texts)
     model = load_classifier(folder)
     config = model.config
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     max_length = fit_max_length(args.max_length, config, folder)
     model.to(default_device())
     out = evaluation.predict_batches(model, tokenizer, texts, max_length, args.batch_size, progress=False)
@@ -141,7 +159,6 @@ def predict(args) -> int:
 
 def _predict_answer(args, folder) -> int:
     from datasets import Dataset
-    from transformers import AutoTokenizer
 
     from ..evaluation import predict_qa
     from ..tasks.question_answering import window_batches
@@ -160,7 +177,7 @@ def _predict_answer(args, folder) -> int:
         except (OSError, UnicodeDecodeError) as error:
             raise CommandError(f"--context {args.context}: cannot read it as UTF-8 text ({error})") from None
     model = load_model(folder, "question-answering")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     max_length = fit_max_length(args.max_length or 384, model.config, folder)
     rows = Dataset.from_list([{"id": "q", "question": args.question, "context": context}])
     features, batches = window_batches(tokenizer, rows, max_length, min(128, max_length // 4), args.batch_size)
@@ -180,13 +197,11 @@ def _predict_answer(args, folder) -> int:
 
 
 def _predict_tags(args, folder, texts: list[str]) -> int:
-    from transformers import AutoTokenizer
-
     from ..evaluation import predict_tags
     from ..tasks.token_classification import word_batches
 
     model = load_model(folder, "token-classification")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = load_tokenizer(folder)
     max_length = fit_max_length(args.max_length, model.config, folder)
     sentences = [text.split() for text in texts]
     names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]

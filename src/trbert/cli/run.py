@@ -28,7 +28,7 @@ examples:
   trbert run --alphas 0.5 1 2 --run-dir runs/sweep"""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("run", help="the main job: the whole recipe on BBC News, with its report",
                               description=RUN_DESCRIPTION, epilog=RUN_EPILOG, formatter_class=formatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="quick or full (default: quick)")
@@ -37,6 +37,7 @@ def add(subparsers) -> None:
                    help="length-penalty weights to train (default: the preset's)")
     add_job_options(p, "also write docs/results/bbc_tr_PRESET.{json,png} and the preset's section of docs/RESULTS.md")
     p.set_defaults(handler=run_recipe)
+    return p
 
 
 def run_recipe(args) -> int:

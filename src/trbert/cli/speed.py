@@ -22,7 +22,7 @@ examples:
   trbert speed --lengths 256 --batch-sizes 1 8 --threads 1"""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("speed", help="speed benchmark: wall-clock vs ideal speed-up on MiniLM (CPU)",
                               description=SPEED_DESCRIPTION, epilog=SPEED_EPILOG, formatter_class=formatter)
     p.add_argument("--lengths", type=sequence_length, nargs="+", metavar="N",
@@ -33,8 +33,6 @@ def add(subparsers) -> None:
                    help="timed rounds at batch size 1 (default: 7; 3 with --quick)")
     p.add_argument("--batched-repeats", type=positive_int, metavar="R",
                    help="timed rounds at larger batch sizes (default: 4; 3 with --quick)")
-    p.add_argument("--threads", type=positive_int, default=2, metavar="T",
-                   help="torch CPU threads (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tokens and lengths (default: 0)")
     p.add_argument("--quick", action="store_true", help="smoke run: n=128 only, 3 rounds")
     p.add_argument("--out-json", default=DEFAULT_JSON, metavar="PATH",
@@ -43,6 +41,7 @@ def add(subparsers) -> None:
                    help=f"markdown file whose speed section is replaced or appended (default: {DEFAULT_MD})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_speed)
+    return p
 
 
 def run_speed(args) -> int:

@@ -81,7 +81,7 @@ examples:
   torchrun --nproc_per_node 2 -m trbert train --stage finetune --out runs/ft"""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("train", help="train a TR-BERT model (classifier, QA, tagger): finetune, policy, joint, or all three",
                               description=TRAIN_DESCRIPTION, epilog=TRAIN_EPILOG, formatter_class=formatter)
     p.add_argument("--stage", required=True,
@@ -107,7 +107,7 @@ def add(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, metavar="B",
                    help="examples per step and process (default: per stage, below)")
     p.add_argument("--max-length", type=sequence_length, metavar="N",
-                   help="truncate texts to N tokens (default: the model's limit, at most 512)")
+                   help="truncate texts to N tokens (default: the length the model was trained at, else its limit, at most 512)")
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="train on a random (seeded) subset of N examples (default: all)")
     p.add_argument("--attention-dropout", type=dropout_rate, metavar="P",
@@ -147,6 +147,7 @@ def add(subparsers) -> None:
                    help="log the training metrics every N steps (default: 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=train)
+    return p
 
 
 EARLY_EXIT_STAGES = ("exits", "self-sampling", "early-exit")

@@ -13,13 +13,14 @@ tokens that left removed outright, or still serving as keys and values (the orig
 A re-run skips finished stages and resumes an interrupted one."""
 
 
-def add(subparsers) -> None:
+def add(subparsers):
     p = subparsers.add_parser("wnut", help="the sequence-labelling benchmark: TR-BERT and early exit on WNUT-16",
                               description=WNUT_DESCRIPTION, formatter_class=formatter,
                               epilog="examples:\n  trbert wnut\n  trbert wnut --report   # also docs/RESULTS.md")
     p.add_argument("--run-dir", metavar="DIR", default="runs/wnut", help="where stages go (default: runs/wnut)")
     add_job_options(p, "also write docs/results/wnut.{json,png} and the wnut section of docs/RESULTS.md")
     p.set_defaults(handler=run_wnut)
+    return p
 
 
 def run_wnut(args) -> int:

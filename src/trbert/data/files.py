@@ -52,6 +52,9 @@ def load_text_files(
             raise DataError(f"labels must be distinct and not empty, got {labels!r}")
     else:
         names = sorted(set(columns["train"][1]), key=_label_sort_key)
+        if len(names) < 2:
+            raise DataError(f"{files['train']}: every row has the label {names[0]!r}: a classifier needs at least two "
+                            f"classes (is {label_column!r} the label column?)")
 
     index = {name: i for i, name in enumerate(names)}
     features = Features({"text": Value("string"), "label": ClassLabel(names=names)})

@@ -3,11 +3,10 @@ machine and versions of the run."""
 
 import datetime
 import os
-import platform
-from pathlib import Path
 
 import torch
 
+from ..hardware import cpu_name, instruction_set
 from ..io import write_json
 
 # Fields every record of a results file has (None where they do not apply).
@@ -15,16 +14,6 @@ RECORD_FIELDS = (
     "method", "setting", "model", "data", "split", "n_examples", "max_length", "batch_size", "metric",
     "score", "kept_fraction", "flops_speedup", "wall_speedup", "latency_ms", "throughput_per_s", "peak_mem_mb",
 )
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions() -> dict:
     import transformers
 
@@ -34,8 +23,9 @@ def versions() -> dict:
 
 
 def machine(gpu: str | None = None) -> dict:
-    """The machine a run happened on: CPU model, torch's CPU thread count, and the GPU used (None: none)."""
-    return {"cpu": cpu_name(), "threads": torch.get_num_threads(), "gpu": gpu}
+    """The machine a run happened on: CPU model and instruction set, torch's CPU thread count, and the GPU
+    used (None: none)."""
+    return {"cpu": cpu_name(), "isa": instruction_set(), "threads": torch.get_num_threads(), "gpu": gpu}
 
 
 def results_record(result: dict, metric: str = "accuracy", key: str | None = None, **fields) -> dict:

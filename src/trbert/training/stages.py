@@ -20,6 +20,7 @@ folder that half-loads. Runs as one process or several (`torchrun`, `accelerate 
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments,
+                          set_seed)
 
+from ..hardware import instruction_set, native_bfloat16
 from ..tasks import IGNORE, Task, get_task
 from ..tasks.classification import micro_f1
 from .checkpoints import last_complete_checkpoint, save_atomically, write_log
@@ -162,21 +165,49 @@ def _training_args(folder: Path, s: StageSettings, **overrides) -> TrainingArgum
         average_tokens_across_devices=False,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
-        bf16=s.bf16,
+        bf16=mixed_precision(s.bf16),
         **{**s.extra, **overrides},
     )
+
+
+_NOTED: set = set()
+
+
+def mixed_precision(asked: bool) -> bool:
+    """bfloat16 mixed precision where it was asked for and the hardware computes bfloat16 natively; elsewhere
+    fp32, with a one-line notice (an emulated bfloat16 product is several times slower than fp32)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not asked or native_bfloat16(device):
+        return asked
+    if device not in _NOTED and int(os.environ.get("RANK", "0")) == 0:
+        _NOTED.add(device)
+        where = f"this CPU ({instruction_set()})" if device == "cpu" else "this GPU"
+        print(f"note: {where} does not compute bfloat16 natively: training in fp32 instead of bfloat16 mixed "
+              "precision", file=sys.stderr, flush=True)
+    return False
 
 
 def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Path) -> Path:
+class _LogLastStep(TrainerCallback):
+    """Log the last step too, so that a stage shorter than `logging_steps` still leaves a log."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == state.max_steps:
+            control.should_log = True
+
+
+def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Path, settings: StageSettings) -> Path:
     """Train (resuming from the last complete checkpoint), then write the stage folder from the main
-    process only (save_pretrained writes on rank 0 alone) while the others wait."""
+    process only (save_pretrained writes on rank 0 alone) while the others wait. The model's config records
+    the length its texts were cut to (`trained_max_length`: what evaluating and predicting use by default)."""
+    trainer.add_callback(_LogLastStep())
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
     trainer.save_state()
     if trainer.is_world_process_zero():
+        trainer.model.config.trained_max_length = settings.max_length
         save_atomically(trainer.model, tokenizer, out_dir)
         write_log(out_dir, trainer.state.log_history)
     trainer.accelerator.wait_for_everyone()
@@ -198,7 +229,7 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
         data_collator=Collator(tokenizer), head_learning_rate=settings.head_learning_rate,
     )
-    return _train_and_save(trainer, checkpoints, tokenizer, out_dir)
+    return _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
 
 
 # ---------------------------------------------------------------------------- stages 2 and 3
@@ -221,7 +252,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
         teacher=teacher if teacher is None or isinstance(teacher, torch.nn.Module) else task.auto_class.from_pretrained(teacher),
         guide_rate=settings.guide_rate if teacher is None else 0.0,  # no warm-up in the joint stage
     )
-    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
     model.requires_grad_(True)
     return out
 
@@ -283,7 +314,7 @@ def _frozen_policy_stage(source: str, teacher, dataset, out_dir: str, settings: 
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
         data_collator=Collator(tokenizer), task=task, teacher=teacher,
     )
-    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
     model.requires_grad_(True)
     return out
 
@@ -341,6 +372,6 @@ def train_exits(source: str, dataset, out_dir: str, settings: StageSettings, sel
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = ExitTrainer(model=model, args=_training_args(checkpoints, settings), train_dataset=train,
                           data_collator=Collator(tokenizer), self_sampling=self_sampling)
-    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
     model.requires_grad_(True)
     return out

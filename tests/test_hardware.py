@@ -1,0 +1,39 @@
+"""What the machine can do: its instruction set, native bfloat16, its cores; and training's precision on it."""
+
+import os
+
+import pytest
+
+from trbert import hardware, training
+
+AVX2 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl"}
+AVX512_BF16 = AVX512 | {"avx512_bf16"}
+AMX = AVX512_BF16 | {"amx_bf16", "amx_tile"}
+
+
+@pytest.mark.parametrize("flags,name,native", [(AVX2, "AVX2", False), (AVX512, "AVX-512", False),
+                                               (AVX512_BF16, "AVX-512 BF16", True), (AMX, "AMX", True)])
+def test_instruction_set_and_native_bfloat16(flags, name, native, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
+    assert hardware.instruction_set() == name
+    assert hardware.native_bfloat16("cpu") is native
+
+
+def test_this_machine_is_read():
+    assert hardware.instruction_set() and hardware.cpu_name()
+    assert hardware.available_cores() == len(os.sched_getaffinity(0))
+
+
+def test_bfloat16_training_falls_back_to_fp32_where_it_is_emulated(monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX2)
+    monkeypatch.setattr(training.stages, "_NOTED", set())
+    assert training.mixed_precision(True) is False
+    assert training.mixed_precision(True) is False  # the notice once per process
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "this CPU (AVX2) does not compute bfloat16 natively" in err
+    assert training.mixed_precision(False) is False
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX512_BF16)
+    assert training.mixed_precision(True) is True
+    assert capsys.readouterr().err == ""
