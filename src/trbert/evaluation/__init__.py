@@ -14,28 +14,10 @@ full model: every layer runs on every non-padding token). Costs are counted per 
 """
 
 from .baselines import SegmentBaseline, truncation_baseline
-from .compare import (
-    QAPredictions,
-    TagPredictions,
-    comparison,
-    evaluate_classifier,
-    evaluate_qa,
-    evaluate_tagger,
-    predict_qa,
-    predict_tags,
-)
-from .prediction import (
-    BatchOutputs,
-    Predictions,
-    device_of,
-    encoded_batches,
-    eval_mode,
-    model_macs,
-    predict_batches,
-    predict_encoded,
-    run_batches,
-    synchronize,
-)
+from .compare import (QAPredictions, TagPredictions, comparison, evaluate_classifier, evaluate_qa, evaluate_tagger,
+    predict_qa, predict_tags)
+from .prediction import (BatchOutputs, Predictions, device_of, encoded_batches, eval_mode, model_macs,
+    predict_batches, predict_encoded, run_batches, synchronize)
 from .records import RECORD_FIELDS, machine, results_record, versions, write_results_json
 from .statistics import BootstrapResult, check_labels, kept_fraction, mean_reward, micro_f1_statistic, paired_bootstrap
 from .timing import forward_pass, spread, timed_side_by_side, wall_speedup

@@ -9,29 +9,10 @@ Optionally `train_capped` (a token budget), and for taggers `train_exits` (token
 """
 
 from .checkpoints import last_complete_checkpoint, log_path, save_atomically, stage_done, write_log
-from .stages import (
-    Collator,
-    StageSettings,
-    finetune,
-    fit_head,
-    mixed_precision,
-    subset,
-    teacher_logits,
-    tokenize_dataset,
-    train_capped,
-    train_exits,
-    train_joint,
-    train_policy,
-)
-from .trainers import (
-    ExitTrainer,
-    FinetuneTrainer,
-    FrozenPolicyTrainer,
-    ReductionTrainer,
-    head_parameters,
-    residual_actions,
-    residual_scores,
-)
+from .stages import (Collator, StageSettings, finetune, fit_head, mixed_precision, subset, teacher_logits,
+    tokenize_dataset, train_capped, train_exits, train_joint, train_policy)
+from .trainers import (ExitTrainer, FinetuneTrainer, FrozenPolicyTrainer, ReductionTrainer, head_parameters,
+    residual_actions, residual_scores)
 
 __all__ = [
     "Collator", "ExitTrainer", "FinetuneTrainer", "FrozenPolicyTrainer", "ReductionTrainer", "StageSettings",
