@@ -8,3 +8,7 @@ class DataError(ValueError):
 
 class CheckpointError(OSError):
     """A checkpoint folder that is missing, unreadable or not a BERT-family model."""
+
+
+class StaleStageError(ValueError):
+    """A finished training stage's folder was trained from other data, settings or models than asked now."""

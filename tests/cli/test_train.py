@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from builders import CSV_COLUMNS, LABELS, run_cli
+from builders import CSV_COLUMNS, LABELS, run_cli, synthetic, write_csv
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
 import trbert
@@ -35,7 +35,7 @@ def test_train_all_writes_the_three_stages_and_their_logs(run):
             if stage != "finetune":
                 assert {"reward", "kept", "task_loss"} <= set(line) and 0 <= line["kept"] <= 1
         assert lines[-1]["epoch"] == pytest.approx(run.epochs)
-        assert (run.out / f"{stage}-checkpoints" / f"checkpoint-{run.steps}" / "trainer_state.json").is_file()
+        assert not (run.out / f"{stage}-checkpoints").exists()  # removed once the stage's folder was written
 
 NAMES = sorted(LABELS)  # a file's class names are its labels, sorted: blue, none, red
 
@@ -46,9 +46,21 @@ def test_rerun_skips_the_finished_stages(run, capsys):
     status, out, _ = run_cli(run.argv, capsys)
     assert status == 0
     for stage in ("finetune", "policy", "joint"):
-        assert f"{stage}: {run.out / stage} is complete (it has config.json): skipped" in out
+        assert f"{stage}: {run.out / stage} is complete, trained from the same data and options: skipped" in out
     assert "training" not in out
     assert stamps == {p: p.stat().st_mtime_ns for p in files}
+
+
+def test_rerun_with_other_data_or_options_is_refused(run, tmp_path, capsys):
+    other = write_csv(tmp_path / "other.csv", synthetic(96, seed=9))
+    for option, value, stage, what in [("--data", other, "finetune", "data"), ("--lr", "1e-3", "finetune", "settings"),
+                                       ("--reduction-layers", "1", "policy", "options")]:
+        argv = [str(a) for a in run.argv]
+        argv[argv.index(option) + 1] = str(value)
+        status, out, err = run_cli(argv, capsys)
+        assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"{run.out / stage} was trained from another {what} than this one gives" in err, err
+        assert "write to another folder, or delete" in err and "training" not in out
 
 
 def test_single_stage_options_are_checked(run, tmp_path, capsys):

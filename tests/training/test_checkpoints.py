@@ -7,12 +7,16 @@ from dataclasses import replace
 from builders import LABELS, synthetic
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+import pytest
+
 import trbert
+from trbert.errors import StaleStageError
 from trbert import training
 
 
 def test_interrupted_stage_resumes_from_last_complete_checkpoint(backbone, tmp_path, monkeypatch):
-    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, save_steps=3)
+    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=64, save_steps=3,
+                                      keep_checkpoints=True)
     data = synthetic(128, seed=6)  # 8 steps: checkpoints at 3 and 6, then the end
     out = tmp_path / "finetune"
     training.finetune(backbone, data, out, settings, label_names=LABELS)
@@ -55,3 +59,31 @@ def test_a_stage_records_its_length_and_logs_its_last_step(backbone, tmp_path):
     policy = training.train_policy(str(out), synthetic(16, seed=7), tmp_path / "policy",
                                    replace(settings, max_length=20, samples=2), reduction_layers=[0])
     assert AutoConfig.from_pretrained(policy).trained_max_length == 20  # each stage records its own
+
+
+def test_a_finished_stage_is_kept_for_the_same_and_refused_for_other_data(backbone, tmp_path):
+    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=24, save_steps=100)
+    data = synthetic(32, seed=6)
+    out = training.finetune(backbone, data, tmp_path / "ft", settings, label_names=LABELS)
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    record = json.loads((out / training.checkpoints.STAGE_RECORD).read_text())
+    assert record["stage"] == "finetune" and record["data"] == training.data_fingerprint(data)
+    # The same data and settings (how often it logs aside): kept as it is.
+    assert training.finetune(backbone, data, out, replace(settings, logging_steps=1), label_names=LABELS) == out
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    for changed, what in [(dict(dataset=synthetic(32, seed=7)), "data"), (dict(settings=replace(settings, seed=1)),
+                                                                        "settings")]:
+        arguments = {"dataset": data, "settings": settings, **changed}
+        with pytest.raises(StaleStageError, match=f"trained from another {what}"):
+            training.finetune(backbone, arguments["dataset"], out, arguments["settings"], label_names=LABELS)
+
+
+def test_a_finished_stage_removes_its_checkpoints_unless_asked_to_keep_them(backbone, tmp_path):
+    settings = training.StageSettings(epochs=1, learning_rate=1e-3, batch_size=16, max_length=24, save_steps=1)
+    data = synthetic(32, seed=6)
+    out = training.finetune(backbone, data, tmp_path / "removed", settings, label_names=LABELS)
+    assert training.stage_done(out) and not (tmp_path / "removed-checkpoints").exists()
+    kept = training.finetune(backbone, data, tmp_path / "kept", replace(settings, keep_checkpoints=True),
+                             label_names=LABELS)
+    assert training.last_complete_checkpoint(tmp_path / "kept-checkpoints").endswith("checkpoint-2")
+    assert training.log_path(kept).read_text()  # the log is written from the run, not from the checkpoints

@@ -30,7 +30,7 @@ def test_train_all_as_two_processes(backbone, tmp_path):  # noqa: F811
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(PROCESSES),
         "-m", "trbert", "train", "--stage", "all", "--out", str(out), "--backbone", backbone,
         "--data", str(data), *CSV_COLUMNS, "--epochs", "1", "--batch-size", str(PER_DEVICE_BATCH), "--samples", "2",
-        "--lr", "1e-3", "--logging-steps", "1", "--save-steps", "1000", "--no-progress",
+        "--lr", "1e-3", "--logging-steps", "1", "--save-steps", "1000", "--no-progress", "--keep-checkpoints",
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR",
                                                             "MASTER_PORT")}

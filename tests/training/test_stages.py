@@ -45,7 +45,7 @@ def test_policy_learns_to_keep_the_marker_and_drop_filler(finetuned, tmp_path):
 
 def test_joint_stage_and_checkpoints_load_through_auto(finetuned, tmp_path):
     settings = training.StageSettings(epochs=1, learning_rate=1e-2, batch_size=32, max_length=64, samples=4,
-                                      alpha=1.0, save_steps=5)
+                                      alpha=1.0, save_steps=5, keep_checkpoints=True)
     policy = training.train_policy(finetuned, synthetic(160, seed=4), tmp_path / "policy", settings,
                                    reduction_layers=[0])
     settings.learning_rate = 1e-4
@@ -55,7 +55,7 @@ def test_joint_stage_and_checkpoints_load_through_auto(finetuned, tmp_path):
         assert model.config.num_labels == 3
     assert isinstance(AutoModelForSequenceClassification.from_pretrained(joint),
                       trbert.TRBertForSequenceClassification)
-    # Every stage left resumable checkpoints; the last one is complete.
+    # Asked to keep them, every stage left resumable checkpoints; the last one is complete.
     last = training.last_complete_checkpoint(tmp_path / "joint-checkpoints")
     state = json.loads((tmp_path / "joint-checkpoints" / last.split("/")[-1] / "trainer_state.json").read_text())
     assert state["global_step"] == 5
@@ -249,7 +249,7 @@ def test_multi_label_stages_on_a_tiny_task(backbone, tmp_path):
 
 def test_head_learning_rate_trains_the_head_alone_and_resumes(backbone, tmp_path, monkeypatch):
     settings = training.StageSettings(epochs=1, learning_rate=1e-9, head_learning_rate=1e-2, batch_size=16,
-                                      max_length=64, save_steps=1)
+                                      max_length=64, save_steps=1, keep_checkpoints=True)
     out = training.finetune(backbone, synthetic(32, seed=6), tmp_path / "ft", settings, label_names=LABELS)
     tuned = AutoModelForSequenceClassification.from_pretrained(out)
     head = training.head_parameters(tuned)

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, DataError, StaleStageError
 
 DEFAULT_MAX_LENGTH = 512
 SPLIT_SEED = 0  # the BBC News and WNUT-16 splits are fixed, whatever the training seed
@@ -143,7 +143,7 @@ class CommandError(Exception):
     """A problem with a command's arguments or inputs that the user can fix."""
 
 
-USER_ERRORS = (CommandError, DataError, CheckpointError)
+USER_ERRORS = (CommandError, DataError, CheckpointError, StaleStageError)
 
 
 def user_message(error: BaseException) -> str:

@@ -47,7 +47,8 @@ Token-level early exit (--task token-classification), the alternative to the pol
   early-exit     finetune, exits and self-sampling into OUT/finetune, OUT/exits, OUT/self-sampling
 
 Writes the model folder (OUT, or OUT/<stage> with --stage all), which loads with the task's
-AutoModelFor... class; the Trainer's checkpoints beside it in <folder>-checkpoints;
+AutoModelFor... class; the Trainer's checkpoints beside it in <folder>-checkpoints while the stage
+trains (removed once the folder is written, unless --keep-checkpoints);
 and the per-step training log (step, epoch, loss, task_loss, reward, kept, learning_rate) as JSON
 Lines in <folder>-log.jsonl.
 
@@ -143,6 +144,9 @@ def add(subparsers):
     p.add_argument("--seed", type=int, default=0, help="seed of the new weights, data order and sampling (default: 0)")
     p.add_argument("--save-steps", type=positive_int, default=50, metavar="N",
                    help="write a resumable checkpoint every N steps (default: 50)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep a stage's Trainer checkpoints once its model folder is written (default: removed then; "
+                        "they hold the optimizer state, several times the model's size)")
     p.add_argument("--logging-steps", type=positive_int, default=10, metavar="N",
                    help="log the training metrics every N steps (default: 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -186,6 +190,7 @@ def stage_settings(args, stage: str, max_length: int):
         samples=pick("samples", args.samples), alpha=args.alpha, max_examples=args.max_examples,
         guide_rate=args.guide_rate if stage == "policy" else 0.0,
         seed=args.seed, save_steps=args.save_steps, logging_steps=args.logging_steps,
+        keep_checkpoints=args.keep_checkpoints,
         attention_dropout=args.attention_dropout, bf16=args.bf16, extra=extra,
         head_learning_rate=getattr(args, "head_lr", None) if stage == "finetune" else None,
     )
@@ -250,14 +255,9 @@ def _train(args, training) -> int:
     stages = plan_stages(args)
     if args.no_progress:
         quiet_progress()
-    data: Labelled | None = None  # loaded when a stage first needs it (a re-run with every stage done loads nothing)
+    data: Labelled | None = None  # loaded when a stage first needs it (and again when its classes differ)
     for stage in stages:
         log_path = training.log_path(stage.out)
-        if training.stage_done(stage.out):
-            say(f"{stage.name}: {stage.out} is complete (it has config.json): skipped")
-            if not log_path.exists() and is_main_process():
-                training.write_log(stage.out)
-            continue
         if stage.name == "finetune":
             from ..configuration import default_backbone
 
@@ -292,8 +292,10 @@ def _train(args, training) -> int:
                 dataset = dataset.shuffle(seed=args.seed)
         settings = stage_settings(args, stage.name, fit_max_length(args.max_length, config, source))
         what = f", {len(data.names)} {'tags' if args.task == 'token-classification' else 'classes'}" if data.names else ""
-        say(f"{stage.name}: training {source} -> {stage.out} on {data.description} "
-            f"({min(len(dataset), args.max_examples or len(dataset))} examples{what})")
+        done = training.stage_done(stage.out)  # kept when trained from the same (the stage checks), else refused
+        if not done:
+            say(f"{stage.name}: training {source} -> {stage.out} on {data.description} "
+                f"({min(len(dataset), args.max_examples or len(dataset))} examples{what})")
         if stage.name == "finetune":
             training.finetune(source, dataset, stage.out, settings, data.names, task=args.task)
         elif stage.name == "policy":
@@ -317,7 +319,12 @@ def _train(args, training) -> int:
         else:
             training.train_joint(source, str(stage.teacher), dataset, stage.out, settings, task=args.task,
                                  freeze_policies=args.freeze_policies)
-        say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
+        if done:
+            say(f"{stage.name}: {stage.out} is complete, trained from the same data and options: skipped")
+            if not log_path.exists() and is_main_process():
+                training.write_log(stage.out)
+        else:
+            say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
     return 0
 
 

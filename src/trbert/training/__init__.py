@@ -8,7 +8,8 @@
 Optionally `train_capped` (a token budget), and for taggers `train_exits` (token-level early exit).
 """
 
-from .checkpoints import last_complete_checkpoint, log_path, save_atomically, stage_done, write_log
+from .checkpoints import (data_fingerprint, last_complete_checkpoint, log_path, reuse_stage, save_atomically,
+    stage_done, stage_record, write_log)
 from .stages import (Collator, StageSettings, finetune, fit_head, mixed_precision, subset, teacher_logits,
     tokenize_dataset, train_capped, train_exits, train_joint, train_policy)
 from .trainers import (ExitTrainer, FinetuneTrainer, FrozenPolicyTrainer, ReductionTrainer, head_parameters,
@@ -16,7 +17,8 @@ from .trainers import (ExitTrainer, FinetuneTrainer, FrozenPolicyTrainer, Reduct
 
 __all__ = [
     "Collator", "ExitTrainer", "FinetuneTrainer", "FrozenPolicyTrainer", "ReductionTrainer", "StageSettings",
-    "finetune", "fit_head", "head_parameters", "last_complete_checkpoint", "log_path", "mixed_precision",
-    "residual_actions", "residual_scores", "save_atomically", "stage_done", "subset", "teacher_logits", "tokenize_dataset",
-    "train_capped", "train_exits", "train_joint", "train_policy", "write_log",
+    "data_fingerprint", "finetune", "fit_head", "head_parameters", "last_complete_checkpoint", "log_path",
+    "mixed_precision", "residual_actions", "residual_scores", "reuse_stage", "save_atomically", "stage_done",
+    "stage_record", "subset", "teacher_logits", "tokenize_dataset", "train_capped", "train_exits", "train_joint",
+    "train_policy", "write_log",
 ]

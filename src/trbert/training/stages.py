@@ -20,6 +20,7 @@ folder that half-loads. Runs as one process or several (`torchrun`, `accelerate 
 
 import hashlib
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from transformers import (AutoTokenizer, DataCollatorWithPadding, Trainer, Train
 from ..hardware import instruction_set, native_bfloat16
 from ..tasks import IGNORE, Task, get_task
 from ..tasks.classification import micro_f1
-from .checkpoints import last_complete_checkpoint, save_atomically, write_log
+from .checkpoints import last_complete_checkpoint, reuse_stage, save_atomically, stage_record, write_log
 from .trainers import TEACHER_LOGITS, ExitTrainer, FinetuneTrainer, FrozenPolicyTrainer, ReductionTrainer
 
 
@@ -63,6 +64,9 @@ class StageSettings:
     head_learning_rate: float | None = None
     save_steps: int = 50
     logging_steps: int = 10
+    # Keep the Trainer checkpoints (`<out>-checkpoints`) once the stage's model folder is complete; by default
+    # they are removed then: they hold the optimizer state and are several times the model's size.
+    keep_checkpoints: bool = False
     extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
 
 
@@ -199,18 +203,22 @@ class _LogLastStep(TrainerCallback):
             control.should_log = True
 
 
-def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Path, settings: StageSettings) -> Path:
+def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Path, settings: StageSettings,
+                    record: dict) -> Path:
     """Train (resuming from the last complete checkpoint), then write the stage folder from the main
     process only (save_pretrained writes on rank 0 alone) while the others wait. The model's config records
-    the length its texts were cut to (`trained_max_length`: what evaluating and predicting use by default)."""
+    the length its texts were cut to (`trained_max_length`: what evaluating and predicting use by default);
+    the folder, what the stage was trained from (`record`, see `reuse_stage`)."""
     trainer.add_callback(_LogLastStep())
     trainer.train(resume_from_checkpoint=last_complete_checkpoint(checkpoints))
     trainer.save_state()
     if trainer.is_world_process_zero():
         trainer.model.config.trained_max_length = settings.max_length
-        save_atomically(trainer.model, tokenizer, out_dir)
+        save_atomically(trainer.model, tokenizer, out_dir, record)
         write_log(out_dir, trainer.state.log_history)
     trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero() and not settings.keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return out_dir
 
 
@@ -218,9 +226,13 @@ def _train_and_save(trainer: Trainer, checkpoints: Path, tokenizer, out_dir: Pat
 def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, label_names: list[str] | None = None,
              task: str | Task = "classification") -> Path:
     """Stage 1: fine-tune the backbone with the task's head. Writes `out_dir` (a plain transformers model).
-    `label_names`: the classes (classification) or tags (token classification)."""
+    `label_names`: the classes (classification) or tags (token classification). A complete `out_dir` trained
+    from the same is kept as it is (one trained from something else: StaleStageError)."""
     task = get_task(task)
     out_dir = Path(out_dir)
+    record = stage_record("finetune", backbone, dataset, settings, task.name, label_names=label_names)
+    if reuse_stage(out_dir, record):
+        return out_dir
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     model = _stage_model(task.auto_class, backbone, settings, **task.model_kwargs(label_names))
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
@@ -229,12 +241,12 @@ def finetune(backbone: str, dataset, out_dir: str, settings: StageSettings, labe
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
         data_collator=Collator(tokenizer), head_learning_rate=settings.head_learning_rate,
     )
-    return _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
+    return _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings, record)
 
 
 # ---------------------------------------------------------------------------- stages 2 and 3
 def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings, task: Task, teacher: str | None,
-                     model_overrides: dict) -> Path:
+                     model_overrides: dict, record: dict) -> Path:
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = _stage_model(task.tr_class, source, settings, **model_overrides)
@@ -252,7 +264,7 @@ def _reduction_stage(source: str, dataset, out_dir: str, settings: StageSettings
         teacher=teacher if teacher is None or isinstance(teacher, torch.nn.Module) else task.auto_class.from_pretrained(teacher),
         guide_rate=settings.guide_rate if teacher is None else 0.0,  # no warm-up in the joint stage
     )
-    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings, record)
     model.requires_grad_(True)
     return out
 
@@ -270,7 +282,11 @@ def train_policy(source: str, dataset, out_dir: str, settings: StageSettings, ta
     """Stage 2: train the policies of the model in `source` (stage 1's folder, or any checkpoint with
     the task's head) by REINFORCE, the backbone frozen. `model_overrides` set TRBertConfig fields
     (e.g. `reduction_layers`)."""
-    return _reduction_stage(source, dataset, out_dir, settings, get_task(task), None, model_overrides)
+    task = get_task(task)
+    record = stage_record("policy", source, dataset, settings, task.name, **model_overrides)
+    if reuse_stage(out_dir, record):
+        return Path(out_dir)
+    return _reduction_stage(source, dataset, out_dir, settings, task, None, model_overrides, record)
 
 
 def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings,
@@ -283,9 +299,13 @@ def train_joint(source: str, teacher: str, dataset, out_dir: str, settings: Stag
     distillation with the keep decisions of inference (no sampling, no REINFORCE term). The model then
     keeps what stage 2 kept; the backbone learns to work from those tokens."""
     task = get_task(task)
+    record = stage_record("joint", source, dataset, settings, task.name, teacher=teacher,
+                          freeze_policies=freeze_policies, **model_overrides)
+    if reuse_stage(out_dir, record):
+        return Path(out_dir)
     if freeze_policies:
-        return _frozen_policy_stage(source, teacher, dataset, out_dir, settings, task, model_overrides)
-    return _reduction_stage(source, dataset, out_dir, settings, task, teacher, model_overrides)
+        return _frozen_policy_stage(source, teacher, dataset, out_dir, settings, task, model_overrides, record)
+    return _reduction_stage(source, dataset, out_dir, settings, task, teacher, model_overrides, record)
 
 
 def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: StageSettings, max_keep_ratio: float,
@@ -294,12 +314,16 @@ def train_capped(source: str, teacher: str, dataset, out_dir: str, settings: Sta
     policies' best-scoring ones) and tune the backbone and head to the cap by distillation from
     `teacher` (stage 1's folder), the policies frozen. The cap is saved in the model's config. A cap
     applied without this stage costs more accuracy: the backbone was tuned on what the policies keep."""
-    return _frozen_policy_stage(source, teacher, dataset, out_dir, settings, get_task(task),
-                                {"max_keep_ratio": max_keep_ratio})
+    task = get_task(task)
+    record = stage_record("capped", source, dataset, settings, task.name, teacher=teacher, max_keep_ratio=max_keep_ratio)
+    if reuse_stage(out_dir, record):
+        return Path(out_dir)
+    return _frozen_policy_stage(source, teacher, dataset, out_dir, settings, task, {"max_keep_ratio": max_keep_ratio},
+                                record)
 
 
 def _frozen_policy_stage(source: str, teacher, dataset, out_dir: str, settings: StageSettings, task: Task,
-                         model_overrides: dict) -> Path:
+                         model_overrides: dict, record: dict) -> Path:
     out_dir = Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = _stage_model(task.tr_class, source, settings, **model_overrides)
@@ -314,7 +338,7 @@ def _frozen_policy_stage(source: str, teacher, dataset, out_dir: str, settings: 
         model=model, args=_training_args(checkpoints, settings), train_dataset=train,
         data_collator=Collator(tokenizer), task=task, teacher=teacher,
     )
-    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings, record)
     model.requires_grad_(True)
     return out
 
@@ -363,6 +387,10 @@ def train_exits(source: str, dataset, out_dir: str, settings: StageSettings, sel
     steps. `model_overrides` set TRBertConfig fields (exit_threshold, exit_window, skipped_as_keys, ...)."""
     out_dir = Path(out_dir)
     task = get_task("token-classification")
+    record = stage_record("self-sampling" if self_sampling else "exits", source, dataset, settings, task.name,
+                          **model_overrides)
+    if reuse_stage(out_dir, record):
+        return out_dir
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = _stage_model(task.tr_class, source, settings, selection="early_exit", **model_overrides)
     train = tokenize_dataset(dataset, tokenizer, settings.max_length, settings.max_examples, task, settings.seed)
@@ -372,6 +400,6 @@ def train_exits(source: str, dataset, out_dir: str, settings: StageSettings, sel
     checkpoints = out_dir.with_name(out_dir.name + "-checkpoints")
     trainer = ExitTrainer(model=model, args=_training_args(checkpoints, settings), train_dataset=train,
                           data_collator=Collator(tokenizer), self_sampling=self_sampling)
-    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings)
+    out = _train_and_save(trainer, checkpoints, tokenizer, out_dir, settings, record)
     model.requires_grad_(True)
     return out
