@@ -125,16 +125,22 @@ def quiet_stage(settings: StageSettings) -> StageSettings:
 
 
 class StageClock:
-    """Minutes each stage trained in this process ({folder relative to the run: minutes}); stages found
-    finished on disk are not run, so not timed."""
+    """Runs the stages, saying which and where in plain words, and keeps the minutes each trained in this
+    process ({folder relative to the run: minutes}); stages found finished on disk are kept, not timed."""
 
     def __init__(self, run_dir: Path):
         self.run_dir, self.minutes = Path(run_dir), {}
 
     def run(self, out: Path, train, *args, **kwargs):
+        name = Path(out).relative_to(self.run_dir).as_posix()
+        if stage_done(out):
+            print(f"{name}: finished on disk, kept", flush=True)
+            return
+        print(f"{name}: training ...", flush=True)
         start = time.perf_counter()
         train(*args, **kwargs)
-        self.minutes[Path(out).relative_to(self.run_dir).as_posix()] = round((time.perf_counter() - start) / 60, 2)
+        self.minutes[name] = round((time.perf_counter() - start) / 60, 2)
+        print(f"{name}: wrote {out} in {self.minutes[name]:.1f} min", flush=True)
 
 
 def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, seed: int = 0) -> dict:
@@ -146,8 +152,7 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
         raise ValueError(f"frozen_policies: {sorted(map(list, unknown))} is not a layout of the preset")
     clock = StageClock(run_dir)
     full_dir = run_dir / "finetune"
-    if not stage_done(full_dir):
-        clock.run(full_dir, finetune, backbone, train, full_dir, stage_settings(preset.finetune, preset, seed), label_names)
+    clock.run(full_dir, finetune, backbone, train, full_dir, stage_settings(preset.finetune, preset, seed), label_names)
     runs = [(None, alpha, run_dir / f"alpha-{alpha:g}") for alpha in preset.alphas]
     runs += [(layers, alpha, run_dir / f"layers-{'-'.join(map(str, layers))}" / f"alpha-{alpha:g}")
              for layers, alphas in preset.layouts.items() for alpha in alphas]
@@ -156,14 +161,11 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
         overrides = {"keep_rule": preset.keep_rule}
         if layers or preset.reduction_layers:
             overrides["reduction_layers"] = list(layers or preset.reduction_layers)
-        if not stage_done(folder / "policy"):
-            clock.run(folder / "policy", train_policy, str(full_dir), train, folder / "policy",
-                      stage_settings(preset.policy, preset, seed, alpha=alpha), **overrides)
+        clock.run(folder / "policy", train_policy, str(full_dir), train, folder / "policy",
+                  stage_settings(preset.policy, preset, seed, alpha=alpha), **overrides)
         layout = tuple(layers or preset.reduction_layers or [1, 3])
-        if not stage_done(folder / "joint"):
-            clock.run(folder / "joint", train_joint, str(folder / "policy"), str(full_dir), train, folder / "joint",
-                      stage_settings(preset.joint, preset, seed, alpha=alpha),
-                      freeze_policies=layout in preset.frozen_policies)
+        clock.run(folder / "joint", train_joint, str(folder / "policy"), str(full_dir), train, folder / "joint",
+                  stage_settings(preset.joint, preset, seed, alpha=alpha), freeze_policies=layout in preset.frozen_policies)
         if layers is None:
             models[alpha] = folder / "joint"
         else:
@@ -177,9 +179,8 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
                              "in the preset")
         for cap in caps:
             out = joint.parent / f"capped-{cap:g}"
-            if not stage_done(out):
-                clock.run(out, train_capped, str(joint), str(full_dir), train, out,
-                          stage_settings(preset.capped_stage, preset, seed), cap)
+            clock.run(out, train_capped, str(joint), str(full_dir), train, out,
+                      stage_settings(preset.capped_stage, preset, seed), cap)
             capped[(tuple(layers), alpha, cap)] = out
     return {"full": full_dir, "tr": models, "layouts": layouts, "capped": capped, "minutes": clock.minutes}
 

@@ -19,6 +19,7 @@ folder that half-loads. Runs as one process or several (`torchrun`, `accelerate 
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -70,16 +71,36 @@ class StageSettings:
     extra: dict = field(default_factory=dict)  # passed on to TrainingArguments
 
 
+# Parts a stage adds to the model it starts from: the task head, the pooler of a sentence encoder, the
+# policy networks, the early-exit classifiers. Their weights are new by design.
+NEW_PARTS = ("classifier.", "qa_outputs.", "pooler.", ".policy.", ".exits.")
+
+
+def _no_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
 def _stage_model(model_class, source: str, settings: StageSettings, **overrides):
     """The model a stage trains, loaded from `source` with the stage's config overrides and dropout.
     Seeded first: its new weights (a task head, policy networks, exit classifiers) follow the stage's
-    seed, not what ran before in the process."""
+    seed, not what ran before in the process. transformers' load report is silenced: the stage's own new
+    parts are expected; any other weight missing from the checkpoint gets a one-line notice."""
     if settings.attention_dropout is not None:
         if not 0.0 <= settings.attention_dropout < 1.0:
             raise ValueError(f"attention_dropout must be in [0, 1), got {settings.attention_dropout}")
         overrides["attention_probs_dropout_prob"] = settings.attention_dropout
     set_seed(settings.seed)
-    return model_class.from_pretrained(source, **overrides)
+    reports = logging.getLogger("transformers.modeling_utils")  # a filter: its level steers what transformers checks
+    reports.addFilter(_no_load_report)
+    try:
+        model, info = model_class.from_pretrained(source, output_loading_info=True, **overrides)
+    finally:
+        reports.removeFilter(_no_load_report)
+    surprising = [key for key in info["missing_keys"] if not any(part in f".{key}" for part in NEW_PARTS)]
+    if surprising and int(os.environ.get("RANK", "0")) == 0:
+        print(f"note: {source} lacks {len(surprising)} weight(s) outside the stage's new parts, newly initialised: "
+              f"{', '.join(sorted(surprising)[:5])}{' ...' if len(surprising) > 5 else ''}", file=sys.stderr)
+    return model
 
 
 # ---------------------------------------------------------------------------- data
