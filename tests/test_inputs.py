@@ -6,7 +6,7 @@ import trbert
 
 
 @pytest.mark.parametrize("texts,error,match", [
-    ("", ValueError, r"texts\[0\] is empty"),
+    ("", ValueError, r"texts is empty or only whitespace"),
     (["w1 w2", "   \n\t"], ValueError, r"texts\[1\] is empty or only whitespace"),
     ([], ValueError, "texts is empty"),
     (["w1", 3], TypeError, r"texts\[1\] is a int"),

@@ -44,20 +44,22 @@ def check_texts(texts, name: str = "texts") -> list[str]:
     (not empty, not only whitespace, control or zero-width characters)."""
     if isinstance(texts, (bytes, bytearray)):
         raise TypeError(f"{name} is {type(texts).__name__}: decode it to a string first (e.g. .decode('utf-8'))")
-    if isinstance(texts, str):
+    single = isinstance(texts, str)  # one text: named without an index
+    if single:
         texts = [texts]
     if not isinstance(texts, Sequence):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(texts).__name__}")
     if len(texts) == 0:
         raise ValueError(f"{name} is empty: give at least one text")
     for i, text in enumerate(texts):
+        label = name if single else f"{name}[{i}]"
         if isinstance(text, (bytes, bytearray)):
             raise TypeError(f"{name}[{i}] is {type(text).__name__}: decode it to a string first")
         if not isinstance(text, str):
             raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a string")
         if not text.strip():
-            raise ValueError(f"{name}[{i}] is empty or only whitespace: there is nothing to classify")
+            raise ValueError(f"{label} is empty or only whitespace: there is nothing to read in it")
         if all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in text):
-            raise ValueError(f"{name}[{i}] holds only invisible characters (control or zero-width): there is "
-                             "nothing to classify")
+            raise ValueError(f"{label} holds only invisible characters (control or zero-width): there is "
+                             "nothing to read in it")
     return list(texts)

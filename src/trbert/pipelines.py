@@ -12,6 +12,7 @@ import torch
 import transformers.pipelines as hf_pipelines
 from transformers import AutoModelForQuestionAnswering, Pipeline
 
+from .inputs import check_texts
 from .tasks.question_answering import window_spans
 
 
@@ -52,8 +53,7 @@ class QuestionAnsweringPipeline(Pipeline):
         for name, text in (("question", question), ("context", context)):
             if not isinstance(text, str):
                 raise TypeError(f"the {name} must be a string, got {type(text).__name__}")
-            if not text.strip():
-                raise ValueError(f"the {name} is empty or only whitespace")
+            check_texts(text, f"the {name}")  # not empty, not only whitespace or invisible characters
         if not self.tokenizer.is_fast:
             raise ValueError("question answering needs a fast tokenizer (it maps tokens back to characters)")
         max_seq_len = max_seq_len or min(self.tokenizer.model_max_length, 384)

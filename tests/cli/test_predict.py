@@ -46,7 +46,7 @@ def test_predict_rejects_empty_texts_with_a_clear_message(run, tmp_path, capsys)
     model = run.out / "joint"
     status, out, err = run_cli(["predict", "--model", model, "w1 w2", "   "], capsys)
     assert status == 2 and out == ""
-    assert err == ("trbert predict: error: texts[1] is empty or only whitespace: there is nothing to classify "
+    assert err == ("trbert predict: error: texts[1] is empty or only whitespace: there is nothing to read in it "
                    "(text argument 2)\n")
 
     texts = tmp_path / "texts.txt"

@@ -175,11 +175,12 @@ def model_folder(path: str | os.PathLike, option: str) -> Path:
 
 
 def load_config(folder: Path):
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, StrictDataclassError) as error:  # the last: a field of the wrong type
         raise CommandError(f"{folder}: cannot read its config.json ({type(error).__name__}: {error})") from None
 
 
@@ -320,6 +321,7 @@ def load_model(folder: Path, task: str = "classification", **overrides):
     Auto class; a clear error when the model's head is for another task, or its weights do not load."""
     from safetensors import SafetensorError
 
+    from ..configuration import BACKBONE_OF
     from ..errors import CheckpointError
     from ..tasks import get_task
 
@@ -329,13 +331,20 @@ def load_model(folder: Path, task: str = "classification", **overrides):
     if own is not None and own != task.name:
         raise CommandError(f"{folder} is a {own} model ({architecture}), not a {task.name} one: "
                            f"use it with --task {own}, or give a {task.name} model")
-    if config.model_type == "trbert":
-        return task.tr_class.from_pretrained(folder, **overrides).eval()
+    if config.model_type != "trbert" and config.model_type not in BACKBONE_OF:
+        raise CheckpointError(f"{folder} is a {config.model_type!r} model; trbert runs BERT-family encoders "
+                              f"({', '.join(BACKBONE_OF)}) and its own")
+    model_class = task.tr_class if config.model_type == "trbert" else task.auto_class
     try:
-        return task.auto_class.from_pretrained(folder).eval()
+        model, info = model_class.from_pretrained(folder, output_loading_info=True, **overrides)
     except (OSError, ValueError, SafetensorError) as error:
         raise CheckpointError(f"{folder}: cannot load it for {task.name} ({type(error).__name__}: {error}). Its "
                               "weights file may be missing, corrupt or half-written: save it again.") from None
+    if info["missing_keys"]:  # weights drawn at random would give answers that mean nothing
+        missing = sorted(info["missing_keys"])
+        raise CheckpointError(f"{folder} lacks {len(missing)} of the model's weights ({', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}): it is not a trained {task.name} model")
+    return model.eval()
 
 
 def load_classifier(folder: Path, **overrides):
