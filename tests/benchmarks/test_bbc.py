@@ -55,7 +55,7 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
     assert text.count("\n") == len(records) + 1 and "alpha=0.5" in text
     section = recipe.markdown_section(preset, records, "trbert run", "tiny", tmp_path / "t.png", tmp_path / "R.md")
     assert "at each batch size (median of 2 interleaved passes at batch 1)." in section
-    assert "\n".join(recipe.verdicts(records)) in section and "- tr (2 alphas, " in section
+    assert "\n".join(recipe.verdicts(records)) in section and "- TR-BERT (2 alphas, " in section
 
     # A re-run finds every stage done and trains nothing.
     stamps = {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
@@ -100,17 +100,20 @@ def test_verdicts_read_the_targets_off_the_records():
     under = [_record("tr (reduction at layers 0,3)", f"alpha={a}", x, acc, wall=5.0)
              for a, x, acc in [(0.1, 2.2, 0.975), (0.5, 4.3, 0.955), (1, 7.8, 0.96)]]
     lines = recipe.verdicts(truncation + above + under)
-    assert lines[0] == "- tr (2 alphas, 2.20x to 5.20x) against truncation, 2x-5x FLOPs: at or above it"
-    assert lines[1].startswith("- tr (reduction at layers 0,3) (3 alphas, 2.20x to 7.80x) against truncation, "
-                               "2x-5x FLOPs: under it at alpha=0.5 95.50% at 4.30x (truncation's line there: 95.61%)")
+    assert lines[0] == "- TR-BERT (2 alphas, 2.20x to 5.20x FLOPs) is at or above truncation from 2x to 5x FLOPs."
+    assert lines[1] == ("- TR-BERT (reduction at layers 0,3) (3 alphas, 2.20x to 7.80x FLOPs) is below truncation from "
+                        "2x to 5x FLOPs: at alpha=0.5 it scores 95.50% at 4.30x where truncation scores 95.61%.")
     # tr alpha=1 is within 0.5 points at >= 4x FLOPs and >= 3.5x at both batch sizes; alpha 0.5 is not accurate
     # enough, alpha 0.1 not cheap enough.
-    assert lines[2] == ("- within 0.5 points of the full model at >= 4x FLOPs and >= 3.5x wall clock at batch 1 and 32: "
-                        "tr, alpha=1 (3.60x at batch 1, 6.70x at batch 32)")
+    assert lines[2] == ("- TR-BERT, alpha=1 (3.60x at batch 1, 6.70x at batch 32) is within 0.5 points of the full "
+                        "model at 4x FLOPs or more and 3.5x wall clock or more at batch 1 and 32.")
 
     # A truncation point above the sweep's line between two of its points; a model fast enough only at batch 32.
     sweep = [_record("tr", f"alpha={a}", x, 0.96, batch=b, wall=w, full=0.962)
              for a, x in [(0.1, 2.0), (1, 5.0)] for b, w in [(1, 3.0), (32, 6.0)]]
     lines = recipe.verdicts([_record("truncation", "first 128 tokens", 3.6, 0.965)] + sweep)
-    assert lines[0].endswith("under it at truncation's 96.50% at 3.60x above the sweep's line there (96.00%)")
-    assert lines[1].endswith(": none; as accurate and cheap but slower: tr, alpha=1 (3.00x at batch 1, 6.00x at batch 32)")
+    assert lines[0].endswith("is below truncation from 2x to 5x FLOPs: truncation scores 96.50% at 3.60x where it "
+                             "scores 96.00%.")
+    assert lines[1] == ("- No TR-BERT model is within 0.5 points of the full model at 4x FLOPs or more and 3.5x wall "
+                        "clock or more at batch 1 and 32. As accurate and as cheap in FLOPs, but slower: TR-BERT, "
+                        "alpha=1 (3.00x at batch 1, 6.00x at batch 32).")

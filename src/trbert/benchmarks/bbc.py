@@ -24,7 +24,8 @@ from trbert.data import load_bbc
 from trbert.tasks.classification import accuracy
 from trbert.training import StageSettings, finetune, stage_done, train_capped, train_joint, train_policy
 
-from .report import diff_cell, kept_cell, markdown_table, plot_tradeoff, provenance, speedup_cell, update_section
+from .report import (diff_cell, display_name, kept_cell, markdown_table, plot_tradeoff, provenance, speedup_cell,
+                     update_section)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -270,7 +271,7 @@ def _line_at(points: list[tuple[float, float]], x: float) -> float | None:
 
 def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: float = 0.005,
              min_flops: float = 4.0, min_wall: float = 3.5) -> list[str]:
-    """The results targets, read off the records:
+    """The results targets, read off the records, each in a plain sentence:
 
     - each sweep (a TR method with at least two alphas) against truncation, in FLOPs speed-up from
       `low` to `high`: is every sweep point at or above truncation's curve (linear between its points),
@@ -293,17 +294,17 @@ def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: f
         for p in points:
             line = _line_at(truncation, p["flops_speedup"])
             if low <= p["flops_speedup"] <= high and line is not None and p["accuracy"] < line - 1e-9:
-                under.append(f"{p['setting']} {100 * p['accuracy']:.2f}% at {p['flops_speedup']:.2f}x "
-                             f"(truncation's line there: {100 * line:.2f}%)")
+                under.append(f"at {p['setting']} it scores {100 * p['accuracy']:.2f}% at {p['flops_speedup']:.2f}x "
+                             f"where truncation scores {100 * line:.2f}%")
         for x, acc in truncation:
             line = _line_at(curve, x)
             if low <= x <= high and line is not None and line < acc - 1e-9:
-                under.append(f"truncation's {100 * acc:.2f}% at {x:.2f}x above the sweep's line there "
-                             f"({100 * line:.2f}%)")
+                under.append(f"truncation scores {100 * acc:.2f}% at {x:.2f}x where it scores {100 * line:.2f}%")
         xs = sorted(x for x, _ in curve)
-        found = "under it at " + "; ".join(under) if under else "at or above it"
-        lines.append(f"- {method} ({len(points)} alphas, {xs[0]:.2f}x to {xs[-1]:.2f}x) against truncation, "
-                     f"{low:g}x-{high:g}x FLOPs: {found}")
+        name = f"{display_name(method)} ({len(points)} alphas, {xs[0]:.2f}x to {xs[-1]:.2f}x FLOPs)"
+        span = f"from {low:g}x to {high:g}x FLOPs"
+        lines.append(f"- {name} is below truncation {span}: " + "; ".join(under) + "." if under else
+                     f"- {name} is at or above truncation {span}.")
     models = {}
     for r in records:
         if r["method"] == "tr" or r["method"].startswith("tr "):
@@ -316,11 +317,15 @@ def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: f
         walls = ", ".join(f"{r['wall_speedup']:.2f}x at batch {r['batch_size']}" for r in rs
                           if r["wall_speedup"] is not None)
         fast = all(r["wall_speedup"] is not None and r["wall_speedup"] >= min_wall for r in rs)
-        (good if fast else slow).append(f"{method}, {setting} ({walls})")
+        (good if fast else slow).append(f"{display_name(method)}, {setting} ({walls})")
     sizes = " and ".join(str(b) for b in sorted({r["batch_size"] for r in records}))
-    lines.append(f"- within {100 * margin:g} points of the full model at >= {min_flops:g}x FLOPs and >= {min_wall:g}x "
-                 f"wall clock at batch {sizes}: " + ("; ".join(good) if good else "none")
-                 + (f"; as accurate and cheap but slower: {'; '.join(slow)}" if slow else ""))
+    target = (f"within {100 * margin:g} points of the full model at {min_flops:g}x FLOPs or more and {min_wall:g}x "
+              f"wall clock or more at batch {sizes}")
+    line = (f"- {'; '.join(good)} {'is' if len(good) == 1 else 'are'} {target}." if good else
+            f"- No TR-BERT model is {target}.")
+    if slow:
+        line += f" As accurate and as cheap in FLOPs, but slower: {'; '.join(slow)}."
+    lines.append(line)
     return lines
 
 
@@ -426,6 +431,6 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         "",
         *verdicts(records),
         "",
-        f"![accuracy against FLOPs speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
+        f"![accuracy against FLOPs and wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
         f"<!-- bbc-{preset.name}:end -->",
     ])

@@ -98,36 +98,55 @@ def _error_bars(points: list[dict], full_accuracy: float | None) -> list[list[fl
     return [below, above]
 
 
-def plot_tradeoff(records: list[dict], path: str | os.PathLike, title: str, x: str = "flops_speedup",
-                  y_label: str = "accuracy") -> None:
-    """PNG of accuracy against speed-up, one line per method; the full model is a point at 1x with
-    a dashed line at its accuracy. `x`: "flops_speedup" or "wall_speedup". Needs matplotlib."""
+def display_name(method: str) -> str:
+    """A method's name as the page writes it: "tr" is TR-BERT."""
+    return "TR-BERT" + method[2:] if method == "tr" or method.startswith("tr ") else method
+
+
+def plot_tradeoff(records: list[dict], path: str | os.PathLike, title: str, y_label: str = "accuracy",
+                  axes: Sequence[str] = ("flops_speedup", "wall_speedup")) -> list[str]:
+    """PNG of the score (in percent) against speed-up, one panel per speed-up in `axes` that the records
+    measure (FLOPs, wall clock), one line per method, each point labelled with its setting; the full model
+    is a star at 1x with a dashed line at its score. Returns the panels drawn. Needs matplotlib."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if x not in X_LABELS:
-        raise ValueError(f"x={x!r} must be one of {list(X_LABELS)}")
+    unknown = [x for x in axes if x not in X_LABELS]
+    if unknown or not axes:
+        raise ValueError(f"axes={list(axes)} must name some of {list(X_LABELS)}")
     full_accuracy = _full_accuracy(records)
-    methods: dict[str, list[dict]] = {}
-    for r in records:
-        if r.get("method") != "full" and r.get(x) is not None and _accuracy_of(r) is not None:
-            methods.setdefault(r.get("method") or "?", []).append(r)
-
-    fig = Figure(figsize=(6.4, 4.8))
+    drawn = [x for x in axes if any(r.get("method") != "full" and r.get(x) is not None for r in records)]
+    names = list(dict.fromkeys(r.get("method") or "?" for r in records if r.get("method") != "full"))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(names)}  # a method keeps its colour in every panel
+    fig = Figure(figsize=(6.4 * len(drawn) or 6.4, 5.2))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for method, points in methods.items():
-        points = sorted(points, key=lambda p: p[x])
-        ax.errorbar([p[x] for p in points], [_accuracy_of(p) for p in points],
-                    yerr=_error_bars(points, full_accuracy), marker="o", capsize=3, label=method)
-    if full_accuracy is not None:
-        ax.axhline(full_accuracy, color="gray", linestyle="--", linewidth=1)
-        ax.plot([1.0], [full_accuracy], marker="*", markersize=14, color="black", linestyle="none", label="full model")
-    ax.set_xlabel(X_LABELS[x])
-    ax.set_ylabel(y_label)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    fig.tight_layout()
+    for i, x in enumerate(drawn):
+        ax = fig.add_subplot(1, len(drawn), i + 1)
+        methods: dict[str, list[dict]] = {}
+        for r in records:
+            if r.get("method") != "full" and r.get(x) is not None and _accuracy_of(r) is not None:
+                methods.setdefault(r.get("method") or "?", []).append(r)
+        for method, points in methods.items():
+            points = sorted(points, key=lambda p: p[x])
+            bars = _error_bars(points, full_accuracy)
+            ax.errorbar([p[x] for p in points], [100 * _accuracy_of(p) for p in points],
+                        yerr=None if bars is None else [[100 * v for v in side] for side in bars],
+                        marker="o", capsize=3, color=colour[method], label=display_name(method))
+            for p in points:
+                ax.annotate(p.get("setting", ""), (p[x], 100 * _accuracy_of(p)), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7, alpha=0.8)
+        if full_accuracy is not None:
+            ax.axhline(100 * full_accuracy, color="gray", linestyle="--", linewidth=1)
+            ax.plot([1.0], [100 * full_accuracy], marker="*", markersize=14, color="black", linestyle="none",
+                    label="full model")
+        ax.set_xlabel(X_LABELS[x])
+        ax.set_ylabel(f"{y_label} (%)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.text(0.01, 0.01, "Error bars: the 95% paired-bootstrap interval of the difference to the full model, drawn "
+             "around the full model's score plus that difference.", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     save_png(fig, path)
+    return drawn

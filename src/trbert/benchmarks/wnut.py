@@ -129,7 +129,7 @@ def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, 
         json_path.parent.mkdir(parents=True, exist_ok=True)
         evaluation.write_results_json(json_path, "wnut", command, records)
         plot_tradeoff([r for r in records if r["batch_size"] == max(preset.batch_sizes)], png_path, title,
-                                 y_label="entity F1")
+                      y_label="entity F1")
     text = table(records)
     print(text)
     if report:
@@ -151,7 +151,7 @@ def run(run_dir: str = "runs/wnut", backbone: str | None = None, seed: int = 0, 
             "",
             text,
             "",
-            "![entity F1 against FLOPs speed-up](results/wnut.png)",
+            "![entity F1 against FLOPs and wall-clock speed-up](results/wnut.png)",
             "<!-- wnut:end -->",
         ])
         update_section("docs/RESULTS.md", "wnut", section)
