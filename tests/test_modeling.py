@@ -45,6 +45,11 @@ def test_model_rejects_inputs_it_cannot_take(model):
         model()
     with pytest.raises(ValueError, match="keep_actions has 1 entries but the model has 2"):
         model(input_ids=ids, keep_actions=[torch.ones_like(ids, dtype=torch.bool)])
+    blank = torch.tensor([[2, 7, 8, 3], [2, 3, 0, 0], [2, 3, 3, 0]])  # [CLS] [SEP] with nothing between
+    mask = (blank != 0).long()
+    with pytest.raises(ValueError, match=r"example\(s\) \[1, 2\] hold no text, only \[CLS\] and \[SEP\]"):
+        model(input_ids=blank, attention_mask=mask)
+    assert model(input_ids=blank[:1], attention_mask=mask[:1]).logits.shape == (1, 2)
 
 
 

@@ -169,13 +169,20 @@ def _check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds
             f"truncation=True, max_length={limit}, or set long_input=True to run it as a long document"
         )
     if attention_mask is None:
-        return torch.ones(batch, length, dtype=torch.long, device=x.device)
-    if not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
+        attention_mask = torch.ones(batch, length, dtype=torch.long, device=x.device)
+    elif not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
         shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
         raise ValueError(f"attention_mask must be a tensor of shape {(batch, length)}, got {shape}")
     empty = (attention_mask.sum(1) == 0).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"example(s) {empty} have no tokens (their attention_mask is all zeros)")
+    if input_ids is not None:  # an empty text tokenizes to [CLS] [SEP]: a label for it would mean nothing
+        text = attention_mask.bool() & (input_ids != config.sep_token_id)
+        text[:, 0] = False  # [CLS] (<s>)
+        blank = (~text.any(1)).nonzero().flatten().tolist()
+        if blank:
+            raise ValueError(f"example(s) {blank} hold no text, only [CLS] and [SEP]: there is nothing to read in "
+                             "them (an empty text, or one of characters the tokenizer drops)")
     return attention_mask
 
 

@@ -39,6 +39,10 @@ def test_texts_with_nothing_to_read(text, tokenizer, model_folder, capsys):
     for texts in (text, ["w1 w2", text]):
         with pytest.raises(ValueError, match="nothing to read"):
             trbert.encode(tokenizer, texts)
+    classify = pipeline("text-classification", model=trbert.TRBertForSequenceClassification(tiny_config(num_labels=2)),
+                        tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="nothing to read"):  # the model itself: only [CLS] and [SEP] reach it
+        classify(text)
     qa = pipeline("question-answering", model=trbert.TRBertForQuestionAnswering(tiny_config()), tokenizer=tokenizer)
     for question, context in ((text, "w1 w2"), ("w1", text)):
         with pytest.raises(ValueError, match="nothing|empty"):
