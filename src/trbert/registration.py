@@ -10,8 +10,9 @@
 
 So `import trbert` stays light, and a script that imports trbert and then calls
 `AutoModelForSequenceClassification.from_pretrained(...)` or `pipeline("question-answering", ...)`
-still gets trbert's classes. A watched module is touched only after it has run to its end; the
-stand-in imports nothing until it is used, which may happen in the middle of transformers' own imports.
+still gets trbert's classes. A watched module is touched only after it has run to its end, and
+registering the stand-in imports nothing: transformers may load its config mapping in the middle of
+its own imports (BERT's modules do), when importing trbert's models there would break them.
 """
 
 import importlib
