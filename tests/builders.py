@@ -96,26 +96,32 @@ def reducing_model(cls=trbert.TRBertForTokenClassification, **overrides):
     return spread_policy(cls(tiny_config(num_labels=5, **overrides)).eval())
 
 
-def decisions(model, ids, mask):
-    """The keep actions the deterministic policy takes, per step, at original positions (via masked mode)."""
+def keep_decisions(model, **batch):
+    """The model's outputs on a batch and its keep decisions at each step, as [B, n] bools at original
+    positions."""
     captured = []
     encoder = model.base_model.encoder
     original = encoder._select
 
     def spy(step, tokens, input_ids, action, sample):
         keep, *rest = original(step, tokens, input_ids, action, sample)
-        a = torch.zeros_like(mask, dtype=torch.bool)
-        a[tokens.example[keep], tokens.position[keep]] = True
-        captured.append(a)
+        kept = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+        kept[tokens.example[keep], tokens.position[keep]] = True
+        captured.append(kept)
         return (keep, *rest)
 
     encoder._select = spy
     try:
         with torch.no_grad():
-            model(input_ids=ids, attention_mask=mask)
+            out = model(**batch)
     finally:
         encoder._select = original
-    return captured
+    return out, captured
+
+
+def decisions(model, ids, mask):
+    """The keep actions the deterministic policy takes, per step, at original positions."""
+    return keep_decisions(model, input_ids=ids, attention_mask=mask)[1]
 
 
 def synthetic_squad(n, seed, length=20, unanswerable=0.0):
@@ -225,3 +231,14 @@ def keep_stats(model_dir, data):
     accuracy = (out.logits.argmax(-1) == torch.tensor(list(data["label"]))).float().mean().item()
     marker_kept, other_kept = captured[0]
     return accuracy, marker_kept, other_kept, out.kept_fraction.mean().item()
+
+
+# Result records of three systems, as an evaluation writes them (for the results files and the page).
+RECORDS = [
+    {"method": "tr", "setting": "alpha 0.5", "accuracy": 0.90, "full_accuracy": 0.91, "accuracy_diff": -0.01,
+     "ci_low": -0.03, "ci_high": 0.01, "flops_speedup": 1.8, "wall_speedup": 1.5},
+    {"method": "tr", "setting": "alpha 1", "accuracy": 0.88, "full_accuracy": 0.91, "accuracy_diff": -0.03,
+     "ci_low": -0.05, "ci_high": -0.01, "flops_speedup": 2.6, "wall_speedup": 2.0},
+    {"method": "truncation", "setting": "first 64 tokens", "accuracy": 0.80, "full_accuracy": 0.91,
+     "accuracy_diff": -0.11, "ci_low": -0.14, "ci_high": -0.08, "flops_speedup": 2.0, "wall_speedup": None},
+]

@@ -2,8 +2,7 @@
 cores this process may use. Defaults that depend on the hardware are chosen here, in one place.
 
 On a CPU without native bfloat16 (AVX2 only, no AVX-512 BF16 or AMX) a bfloat16 matrix product is
-emulated and several times slower than fp32, so mixed precision is only worth asking for where
-`native_bfloat16()` says so.
+emulated, so mixed precision is only asked for where `native_bfloat16()` says so.
 """
 
 import os

@@ -173,17 +173,22 @@ def _check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds
     elif not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
         shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
         raise ValueError(f"attention_mask must be a tensor of shape {(batch, length)}, got {shape}")
-    empty = (attention_mask.sum(1) == 0).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(f"example(s) {empty} have no tokens (their attention_mask is all zeros)")
-    if input_ids is not None:  # an empty text tokenizes to [CLS] [SEP]: a label for it would mean nothing
-        text = attention_mask.bool() & (input_ids != config.sep_token_id)
-        text[:, 0] = False  # [CLS] (<s>)
-        blank = (~text.any(1)).nonzero().flatten().tolist()
-        if blank:
-            raise ValueError(f"example(s) {blank} hold no text, only [CLS] and [SEP]: there is nothing to read in "
-                             "them (an empty text, or one of characters the tokenizer drops)")
+    # Examples with no tokens, and (from input_ids) with nothing between [CLS] and [SEP], which is what an
+    # empty text tokenizes to: a label for it would mean nothing. One read back to the host for both.
+    present = attention_mask.bool()
+    text = present & (input_ids != config.sep_token_id) if input_ids is not None else present.clone()
+    text[:, 0] = False  # [CLS] (<s>)
+    empty, blank = torch.stack([~present.any(1), ~text.any(1)]).tolist()
+    if any(empty):
+        raise ValueError(f"example(s) {_where(empty)} have no tokens (their attention_mask is all zeros)")
+    if input_ids is not None and any(blank):
+        raise ValueError(f"example(s) {_where(blank)} hold no text, only [CLS] and [SEP]: there is nothing to read "
+                         "in them (an empty text, or one of characters the tokenizer drops)")
     return attention_mask
+
+
+def _where(flags: list[bool]) -> list[int]:
+    return [i for i, flag in enumerate(flags) if flag]
 
 
 class TRBertModel(TRBertPreTrainedModel):

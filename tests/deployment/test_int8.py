@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from builders import plain_classifier, relative_error, spread_policy, tiny_batch, tiny_config
+from builders import keep_decisions, plain_classifier, relative_error, spread_policy, tiny_batch, tiny_config
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
@@ -126,28 +126,6 @@ def center_policies(model, batch, seed=0):
     return model
 
 
-def decisions(model, batch):
-    """The model's outputs and its keep decisions at each step, as [B, n] bools at original positions."""
-    captured = []
-    encoder = model.base_model.encoder
-    original = encoder._select
-
-    def spy(step, tokens, input_ids, action, sample):
-        keep, *rest = original(step, tokens, input_ids, action, sample)
-        kept = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
-        kept[tokens.example[keep], tokens.position[keep]] = True
-        captured.append(kept)
-        return (keep, *rest)
-
-    encoder._select = spy
-    try:
-        with torch.no_grad():
-            out = model(**batch)
-    finally:
-        encoder._select = original
-    return out, captured
-
-
 def test_int8_minilm_keeps_nearly_the_same_tokens(minilm):
     path, batch = minilm
     model = trbert.TRBertForSequenceClassification.from_pretrained(
@@ -155,8 +133,8 @@ def test_int8_minilm_keeps_nearly_the_same_tokens(minilm):
     ).eval()
     center_policies(model, batch)
     q = quantize_int8(model)
-    full, full_keep = decisions(model, batch)
-    small, small_keep = decisions(q, batch)
+    full, full_keep = keep_decisions(model, **batch)
+    small, small_keep = keep_decisions(q, **batch)
     tokens = int(batch["attention_mask"].sum())  # 401
     kept = int(full.kept_lengths.sum())
     assert 0.6 * tokens < kept < 0.9 * tokens  # about half kept at each of the two steps

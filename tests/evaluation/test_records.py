@@ -5,22 +5,11 @@ import re
 
 import pytest
 import torch
+from builders import RECORDS
 
 import trbert
 from trbert import evaluation
-from trbert.evaluation import (
-    results_record,
-    write_results_json,
-)
-
-RECORDS = [
-    {"method": "tr", "setting": "alpha 0.5", "accuracy": 0.90, "full_accuracy": 0.91, "accuracy_diff": -0.01,
-     "ci_low": -0.03, "ci_high": 0.01, "flops_speedup": 1.8, "wall_speedup": 1.5},
-    {"method": "tr", "setting": "alpha 1", "accuracy": 0.88, "full_accuracy": 0.91, "accuracy_diff": -0.03,
-     "ci_low": -0.05, "ci_high": -0.01, "flops_speedup": 2.6, "wall_speedup": 2.0},
-    {"method": "truncation", "setting": "first 64 tokens", "accuracy": 0.80, "full_accuracy": 0.91,
-     "accuracy_diff": -0.11, "ci_low": -0.14, "ci_high": -0.08, "flops_speedup": 2.0, "wall_speedup": None},
-]
+from trbert.evaluation import results_record, write_results_json
 
 
 def test_write_results_json(tmp_path):

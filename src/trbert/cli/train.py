@@ -115,8 +115,8 @@ def add(subparsers):
                    help="dropout on the attention probabilities while training, in [0, 1) (default: the "
                         "checkpoint's, 0.1 for BERT; 0 trains much faster on CPU at long inputs)")
     p.add_argument("--bf16", action="store_true",
-                   help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (faster on "
-                        "a CPU with AVX-512 BF16 or AMX, much slower on one without; saved models are fp32)")
+                   help="mixed-precision training: matrix products in bfloat16, weights kept in fp32 (only where "
+                        "bfloat16 is native, AVX-512 BF16 or AMX; fp32 with a notice elsewhere; saved models are fp32)")
     p.add_argument("--keep-rule", choices=["expected", "threshold"], default="expected",
                    help="inference rule saved with the policy: keep round(sum p) tokens per example "
                         "(expected, default) or those with p >= keep_threshold (threshold, the paper's)")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from .base import Task, soft_cross_entropy
+from .base import Task, f1_from_counts, soft_cross_entropy
 
 
 class Classification(Task):
@@ -66,9 +66,8 @@ def accuracy(pred, labels) -> float:
 def micro_f1(predicted: torch.Tensor, gold: torch.Tensor) -> float:
     """Micro F1 of multi-label predictions ([N, C] bool against [N, C] bool)."""
     predicted, gold = predicted.bool(), gold.bool()
-    right = (predicted & gold).sum().item()
-    total = predicted.sum().item() + gold.sum().item()
-    return 2 * right / total if total else 0.0
+    counts = torch.stack([(predicted & gold).sum(), predicted.sum(), gold.sum()]).double()
+    return float(f1_from_counts(counts))
 
 
 def multi_hot(labels: list[list[int]], n_classes: int) -> torch.Tensor:

@@ -200,7 +200,7 @@ _NOTED: set = set()
 
 def mixed_precision(asked: bool) -> bool:
     """bfloat16 mixed precision where it was asked for and the hardware computes bfloat16 natively; elsewhere
-    fp32, with a one-line notice (an emulated bfloat16 product is several times slower than fp32)."""
+    fp32, with a one-line notice (there bfloat16 is emulated)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if not asked or native_bfloat16(device):
         return asked
