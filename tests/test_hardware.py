@@ -15,9 +15,36 @@ AMX = AVX512_BF16 | {"amx_bf16", "amx_tile"}
 @pytest.mark.parametrize("flags,name,native", [(AVX2, "AVX2", False), (AVX512, "AVX-512", False),
                                                (AVX512_BF16, "AVX-512 BF16", True), (AMX, "AMX", True)])
 def test_instruction_set_and_native_bfloat16(flags, name, native, monkeypatch):
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(hardware, "cpu_flags", lambda: flags)
     assert hardware.instruction_set() == name
     assert hardware.native_bfloat16("cpu") is native
+
+
+@pytest.mark.parametrize("env,name,native", [
+    ({"ATEN_CPU_CAPABILITY": "avx2"}, "AVX2 (capped by the environment on an AMX CPU)", False),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "AVX2 (capped by the environment on an AMX CPU)", False),
+    ({"ONEDNN_MAX_CPU_ISA": "avx512_core"}, "AVX-512 (capped by the environment on an AMX CPU)", False),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "AVX-512 BF16 (capped by the environment on an AMX CPU)", True),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL", "ATEN_CPU_CAPABILITY": "avx512"}, "AMX", True),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE", "ATEN_CPU_CAPABILITY": "avx2"},
+     "AVX2 (capped by the environment on an AMX CPU)", False),
+])
+def test_the_environment_caps_the_instruction_set(env, name, native, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: AMX)
+    for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert hardware.instruction_set() == name
+    assert hardware.native_bfloat16("cpu") is native
+
+
+def test_a_cap_never_widens_the_cpu(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX2)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert hardware.instruction_set() == "AVX2" and not hardware.native_bfloat16("cpu")
 
 
 def test_this_machine_is_read():
@@ -27,6 +54,8 @@ def test_this_machine_is_read():
 
 def test_bfloat16_training_falls_back_to_fp32_where_it_is_emulated(monkeypatch, capsys):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX2)
     monkeypatch.setattr(training.stages, "_NOTED", set())
     assert training.mixed_precision(True) is False

@@ -12,3 +12,8 @@ class CheckpointError(OSError):
 
 class StaleStageError(ValueError):
     """A finished training stage's folder was trained from other data, settings or models than asked now."""
+
+
+class BudgetError(ValueError):
+    """No model of a sweep is within the accuracy budget asked for (the message names the best), or the
+    budget makes no sense."""

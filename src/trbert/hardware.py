@@ -3,6 +3,10 @@ cores this process may use. Defaults that depend on the hardware are chosen here
 
 On a CPU without native bfloat16 (AVX2 only, no AVX-512 BF16 or AMX) a bfloat16 matrix product is
 emulated, so mixed precision is only asked for where `native_bfloat16()` says so.
+
+The instruction set is the one torch may use: the CPU's flags, capped where the environment narrows
+torch's kernels (`ATEN_CPU_CAPABILITY=avx2`, `ONEDNN_MAX_CPU_ISA=AVX2`). Those two variables make an
+AVX-512 machine run (and trbert choose) as an AVX2-only one does.
 """
 
 import os
@@ -33,9 +37,36 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The names in order, and where each variable's values fall among them.
+_ORDER = ("AVX2", "AVX-512", "AVX-512 BF16", "AMX")
+_ATEN_CAP = {"default": "AVX2", "avx2": "AVX2", "avx512": "AMX"}  # ATen's own kernels; matmuls go to oneDNN
+_ONEDNN_CAP = (("AMX", "AMX"), ("BF16", "AVX-512 BF16"), ("AVX512", "AVX-512"), ("AVX10", "AVX-512 BF16"),
+               ("AVX", "AVX2"), ("SSE", "AVX2"))
+
+
+def _ceiling() -> str | None:
+    """The widest set the environment lets torch use, or None where it does not narrow it."""
+    caps = []
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
+    if aten in _ATEN_CAP:
+        caps.append(_ATEN_CAP[aten])
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if onednn and onednn != "ALL":
+        caps.append(next((name for key, name in _ONEDNN_CAP if key in onednn), "AMX"))
+    return min(caps, key=_ORDER.index) if caps else None
+
+
 def instruction_set() -> str:
-    """The widest vector instructions of the CPU, as timings name them: "AMX", "AVX-512 BF16", "AVX-512",
-    "AVX2" or the machine's architecture when none of these is known."""
+    """The widest vector instructions torch may use, as timings name them: "AMX", "AVX-512 BF16",
+    "AVX-512", "AVX2" or the machine's architecture when none of these is known."""
+    name = _cpu_instruction_set()
+    cap = _ceiling()
+    if cap and name in _ORDER and _ORDER.index(cap) < _ORDER.index(name):
+        return f"{cap} (capped by the environment on an {name} CPU)"
+    return name
+
+
+def _cpu_instruction_set() -> str:
     flags = cpu_flags()
     if "amx_bf16" in flags:
         return "AMX"
@@ -55,7 +86,7 @@ def native_bfloat16(device_type: str = "cpu") -> bool:
         import torch
 
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return instruction_set().startswith(("AVX-512 BF16", "AMX"))
 
 
 def available_cores() -> int:

@@ -77,8 +77,10 @@ def test_frozen_policies_must_name_a_layout_of_the_preset(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_presets_are_consistent():
-    for name, preset in recipe.PRESETS.items():
+@pytest.mark.parametrize("data", list(recipe.CORPORA))
+def test_presets_are_consistent(data):
+    for name, preset in recipe.presets(data).items():
+        assert preset.data == data
         assert set(preset.frozen_policies) <= {layers for layers, _ in preset.trained()}
         assert preset.name == name and preset.alphas and preset.max_length <= 512
         trained = {(tuple(layers), a) for layers, alphas in preset.layouts.items() for a in alphas}

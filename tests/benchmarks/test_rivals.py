@@ -147,7 +147,9 @@ def test_cli_presets_are_the_benchmark_presets():
     from trbert.cli import run as run_command
 
     assert set(bench_command.PRESETS) == set(bench.PRESETS)
-    assert set(run_command.PRESETS) == set(recipe.PRESETS)
+    assert set(run_command.PRESETS) == set(recipe.CORPORA)
+    for data, names in run_command.PRESETS.items():
+        assert list(names) == list(recipe.presets(data))
     for preset in bench.PRESETS.values():
         assert preset.main_job in recipe.PRESETS
 

