@@ -146,7 +146,11 @@ def test_cli_presets_are_the_benchmark_presets():
     """The command line names the presets without importing the benchmarks (which load torch)."""
     from trbert.cli import run as run_command
 
-    assert set(bench_command.PRESETS) == set(bench.PRESETS)
+    assert set(bench_command.PRESETS) == set(recipe.CORPORA)
+    for data, names in bench_command.PRESETS.items():
+        assert list(names) == list(bench.presets(data))
+        for preset in bench.presets(data).values():
+            assert preset.data == data and preset.main_job in recipe.presets(data)
     assert set(run_command.PRESETS) == set(recipe.CORPORA)
     for data, names in run_command.PRESETS.items():
         assert list(names) == list(recipe.presets(data))

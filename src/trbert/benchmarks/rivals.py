@@ -42,13 +42,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import TRBertForSequenceClassification, evaluation
 from trbert.configuration import default_backbone
-from trbert.data import load_bbc
 from trbert.training import StageSettings, finetune, fit_head, save_atomically, stage_done
 
 from . import bbc as main_job
 from .report import diff_cell, kept_cell, markdown_table, provenance, save_png, speedup_cell, update_section
 
-BENCHMARK = "bbc_rivals"
+BENCHMARK = "bbc_rivals"  # on BBC News; on another data set "<its slug>_rivals"
 TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
 
 
@@ -57,6 +56,7 @@ TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
 class BenchPreset:
     name: str
     main_job: str  # the main job's preset that gives the max length, the full model and the TR models
+    data: str = "bbc"  # a key of the main job's CORPORA
     alphas: list[float] | None = None  # TR alphas (None: the main job's)
     layouts: dict | None = None  # TR models with other reduction layers (None: the main job's)
     truncation: list[int] = field(default_factory=list)
@@ -92,6 +92,34 @@ PRESETS = {
         timed_b1=48, timed_b32=96, rounds=3,
     ),
 }
+
+# 20 Newsgroups (the main job's 20newsgroups preset, 256 tokens): truncation, fewer layers, attention
+# top-k and LTP, the fine-tuned variants of one top-k schedule and one LTP penalty.
+NEWSGROUPS_PRESETS = {
+    "full": BenchPreset(
+        name="full", main_job="full", data="20newsgroups",
+        truncation=[32, 64, 128], layers=[1, 2, 3, 4],
+        topk=[(0.5, 0.25), (0.35, 0.1), (0.25, 0.06)], topk_tuned=[(0.35, 0.1)],
+        tune=StageSettings(epochs=1, learning_rate=3e-5, batch_size=8, max_examples=1500),
+        ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True,
+        timed_b1=48, timed_b32=96, rounds=3,
+    ),
+}
+
+
+def presets(data: str = "bbc") -> dict[str, BenchPreset]:
+    """The bench's presets on `data` (a key of the main job's CORPORA)."""
+    main_job.presets(data)  # checks the name
+    return {"bbc": PRESETS, "20newsgroups": NEWSGROUPS_PRESETS}[data]
+
+
+def benchmark_name(preset: BenchPreset) -> str:
+    """The name of the preset's results: bbc_rivals (BBC News), 20news_rivals, ..."""
+    return BENCHMARK if preset.data == "bbc" else f"{main_job.CORPORA[preset.data].slug}_rivals"
+
+
+def section_key(preset: BenchPreset) -> str:
+    return f"rivals-{preset.name}" if preset.data == "bbc" else f"rivals-{main_job.CORPORA[preset.data].slug}-{preset.name}"
 
 
 # ---------------------------------------------------------------------------- methods
@@ -194,7 +222,7 @@ def ltp_model(full_dir: Path, out: Path, train, lambda_: float, preset: BenchPre
 
 def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progress: bool) -> dict:
     """Train (or find) everything the preset measures; returns the folders."""
-    base = main_job.PRESETS[preset.main_job]
+    base = main_job.presets(preset.data)[preset.main_job]
     changes = {}
     if preset.alphas is not None:
         changes["alphas"] = list(preset.alphas)
@@ -205,7 +233,7 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
     rp = replace(rp, capped={key: caps for key, caps in rp.capped.items() if (tuple(key[0]), key[1]) in trained})
     if not progress:
         rp = main_job.quiet(rp)
-    bbc = load_bbc(seed=0)
+    bbc = main_job.CORPORA[preset.data].load(seed=0)  # (named bbc, whichever data set it is)
     label_names = bbc["train"].features["label"].names
     folders = main_job.train_all(rp, run_dir, backbone, bbc["train"], label_names, seed)
     full_dir, rivals = folders["full"], run_dir / "rivals"
@@ -511,37 +539,43 @@ def plot(records: list[dict], path: Path, title: str) -> None:
 
 # ---------------------------------------------------------------------------- the command
 def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None, seed: int = 0,
-        threads: int = 2, report: bool = False, progress: bool = True, command: str | None = None) -> list[dict]:
-    preset = PRESETS[preset_name]
+        threads: int = 2, report: bool = False, progress: bool = True, command: str | None = None,
+        data: str = "bbc") -> list[dict]:
+    choices = presets(data)
+    if preset_name not in choices:
+        raise ValueError(f"preset {preset_name!r}: the bench on {data} has the presets {', '.join(choices)}")
+    preset = choices[preset_name]
+    corpus = main_job.CORPORA[data]
+    name = benchmark_name(preset)
     backbone = backbone or default_backbone()
-    run_path = Path(run_dir or f"runs/bbc-{preset.main_job}")
+    run_path = Path(run_dir or f"runs/{corpus.slug}-{preset.main_job}")
     torch.manual_seed(seed)
     folders = prepare(preset, run_path, backbone, seed, progress)
     methods = build_methods(folders, threads)
-    test = load_bbc(seed=0)["test"]
+    test = corpus.load(seed=0)["test"]
     tokenizer = AutoTokenizer.from_pretrained(folders["full"])
     records = measure(methods, tokenizer, list(test["text"]), list(test["label"]), preset, progress)
-    common = {"model": main_job.MODEL_NAME, "data": "bbc_news", "split": "test"}
+    common = {"model": main_job.MODEL_NAME, "data": corpus.data, "split": "test"}
     records = [evaluation.results_record(r, **common) for r in records]
 
-    command = command or shlex.join(["trbert", "bench", "--preset", preset.name])
+    command = command or shlex.join(["trbert", "bench", "--preset", preset.name] + (["--data", data] if data != "bbc" else []))
     rp = folders["main_job"]
-    title = f"BBC News test, {main_job.MODEL_NAME}, max length {rp.max_length} ({preset.name} preset)"
-    outputs = [(run_path / f"{BENCHMARK}.json", run_path / f"{BENCHMARK}.png")]
+    title = f"{corpus.title} test, {main_job.MODEL_NAME}, max length {rp.max_length} ({preset.name} preset)"
+    outputs = [(run_path / f"{name}.json", run_path / f"{name}.png")]
     if report:
-        outputs.append((Path("docs/results") / f"{BENCHMARK}_{preset.name}.json",
-                        Path("docs/results") / f"{BENCHMARK}_{preset.name}.png"))
+        outputs.append((Path("docs/results") / f"{name}_{preset.name}.json",
+                        Path("docs/results") / f"{name}_{preset.name}.png"))
     for json_path, png_path in outputs:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.write_results_json(json_path, f"{BENCHMARK}_{preset.name}", command, records)
+        evaluation.write_results_json(json_path, f"{name}_{preset.name}", command, records)
         plot(records, png_path, title)
     text = "\n".join([table(records), "", *verdicts(records), *verdicts(records, ("tr", "tr_int8")),
                       "- " + int8_verdict(records)])
-    (run_path / f"{BENCHMARK}.md").write_text(text + "\n")
+    (run_path / f"{name}.md").write_text(text + "\n")
     print(text)
     if report:
         section = markdown_section(preset, records, command, title, outputs[-1][1], Path("docs/RESULTS.md"))
-        update_section("docs/RESULTS.md", f"rivals-{preset.name}", section)
+        update_section("docs/RESULTS.md", section_key(preset), section)
     return records
 
 
@@ -549,16 +583,19 @@ def markdown_section(preset: BenchPreset, records: list[dict], command: str, tit
                      md: Path) -> str:
     machine = evaluation.machine()
     n = records[0]["n_examples"]
+    corpus, key = main_job.CORPORA[preset.data], section_key(preset)
+    unit = corpus.unit
     return "\n".join([
-        f"<!-- rivals-{preset.name}:begin -->",
-        f"## Every rival on BBC News: the accuracy / speed front ({preset.name} preset)",
+        f"<!-- {key}:begin -->",
+        f"## Every rival on {corpus.title}: the accuracy / speed front ({preset.name} preset)",
         "",
-        f"{title}. Accuracy on all {n} test articles against the full model (95% paired-bootstrap interval); "
-        "GFLOPs per article (2 x multiply-adds executed); wall-clock speed-up over the fp32 full model measured in "
+        f"{title}. Accuracy on all {n} test {unit} against the full model (95% paired-bootstrap interval); "
+        f"GFLOPs per {unit[:-1]} (2 x multiply-adds executed); wall-clock speed-up over the fp32 full model measured in "
         f"the same run, all methods interleaved over {preset.rounds} rounds (median), at batch 1 on "
-        f"{preset.timed_b1} and batch 32 on {preset.timed_b32} test articles spread evenly over the split; peak memory: resident "
+        f"{preset.timed_b1} and batch 32 on {preset.timed_b32} test {unit} spread evenly over the split; peak memory: resident "
         "memory a first batch of 32 adds on top of the loaded model (measured before the other passes).",
         "",
+        *([f"- Data: {corpus.note}."] if corpus.note else []),
         *provenance(command, machine),
         "",
         table(records),
@@ -570,5 +607,5 @@ def markdown_section(preset: BenchPreset, records: list[dict], command: str, tit
         "- " + int8_verdict(records),
         "",
         f"![accuracy against wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
-        f"<!-- rivals-{preset.name}:end -->",
+        f"<!-- {key}:end -->",
     ])
