@@ -39,6 +39,8 @@ def test_the_environment_caps_the_instruction_set(env, name, native, monkeypatch
         monkeypatch.setenv(key, value)
     assert hardware.instruction_set() == name
     assert hardware.native_bfloat16("cpu") is native
+    assert hardware.isa_id() == {"AVX2": "avx2", "AVX-512": "avx512", "AVX-512 BF16": "avx512_bf16",
+                                 "AMX": "amx"}[name.split(" (")[0]]
 
 
 def test_a_cap_never_widens_the_cpu(monkeypatch):

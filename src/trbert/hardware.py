@@ -66,6 +66,13 @@ def instruction_set() -> str:
     return name
 
 
+def isa_id() -> str:
+    """The instruction set as results records name it: "amx", "avx512_bf16", "avx512", "avx2" (or the
+    machine's architecture, lower case)."""
+    name = instruction_set().split(" (")[0]
+    return {"AMX": "amx", "AVX-512 BF16": "avx512_bf16", "AVX-512": "avx512", "AVX2": "avx2"}.get(name, name.lower())
+
+
 def _cpu_instruction_set() -> str:
     flags = cpu_flags()
     if "amx_bf16" in flags:

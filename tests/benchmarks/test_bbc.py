@@ -1,6 +1,8 @@
 """The main job's pipeline on the tiny synthetic task: every stage, the evaluation and the report."""
 
 
+from dataclasses import replace
+
 import pytest
 import torch
 from builders import LABELS, synthetic
@@ -62,6 +64,23 @@ def test_train_all_and_evaluate_all(backbone, tmp_path):
     again = recipe.train_all(preset, tmp_path, backbone, synthetic(600, seed=1), LABELS)
     assert stamps == {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
     assert again["minutes"] == {}
+
+    # --max-drop: the budget sweep (the frozen layout, found on disk: nothing trained) scored on validation.
+    budget_preset = replace(preset, budget_layout=(1,), layouts={(1,): [2.0]})
+    splits = {"train": synthetic(600, seed=1), "validation": synthetic(60, seed=5)}
+    budget = recipe.budget_choice(budget_preset, folders, splits, tmp_path, 0, max_drop=100, progress=False)
+    assert stamps == {p: p.stat().st_mtime for p in tmp_path.rglob("config.json")}
+    assert budget["chosen"]["alpha"] == 2.0 and budget["reduction_layers"] == [1]
+    assert budget["chosen"]["folder"] == str(tmp_path / "layers-1" / "alpha-2" / "joint")
+    budget, line = recipe.budget_outcome(budget, records, budget_preset)
+    kept = budget["chosen"]
+    assert kept["test_accuracy"] == layout[0]["accuracy"] and set(kept["wall_speedup"]) == {1, 8}
+    assert "kept TR-BERT (reduction at layers 1), alpha=2: " in line and f"{kept['test_drop']:.2f} on test" in line
+    default = recipe.budget_choice(preset, folders, splits, tmp_path, 0, max_drop=100, progress=False)
+    assert default["chosen"]["alpha"] in (0.5, 2.0) and default["reduction_layers"] == [0]  # the preset's own layers
+    nothing = {"max_drop": 0.5, "chosen": None, "reason": "no candidate is within 0.5 points (...)"}
+    assert recipe.budget_outcome(nothing, records, preset) == (
+        nothing, "- Trained to a budget (--max-drop 0.5): nothing kept. no candidate is within 0.5 points (...)")
     timing = {"total_minutes": 3.0, "training_minutes": 2.0, "measuring_minutes": 1.0}
     assert recipe.time_line({**timing, "stages_trained": {}}).endswith("every stage found finished on disk, none trained")
     assert "2 stage(s) trained: finetune 1.5, alpha-1/policy 0.5 min" in recipe.time_line(

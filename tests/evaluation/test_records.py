@@ -1,6 +1,7 @@
 """Results files: every record has the schema's fields, scores are fractions, the file is written whole."""
 
 import json
+import platform
 import re
 
 import pytest
@@ -29,6 +30,9 @@ def test_write_results_json(tmp_path):
     assert set(first) >= set(evaluation.RECORD_FIELDS)
     assert first["metric"] == "accuracy" and first["score"] == 0.90 and first["method"] == "tr"
     assert first["peak_mem_mb"] is None and first["model"] == "tiny"
+    assert first["cpu_isa"] in ("amx", "avx512_bf16", "avx512", "avx2") or first["cpu_isa"] == platform.machine().lower()
+    extra = write_results_json(path, "b", "c", [{**records[0], "cpu_isa": "avx2"}], budget={"max_drop": 1})
+    assert extra["budget"] == {"max_drop": 1} and extra["records"][0]["cpu_isa"] == "avx2"
     assert [p.name for p in path.parent.iterdir()] == ["tiny.json"]
 
     with pytest.raises(ValueError, match="lacks"):

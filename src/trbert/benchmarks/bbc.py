@@ -10,6 +10,7 @@ Every stage's folder is kept under the run folder; a re-run skips finished stage
 interrupted one from its last complete checkpoint, so only measuring is repeated.
 """
 
+import json
 import os
 import shlex
 import time
@@ -20,7 +21,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from trbert import TRBertForSequenceClassification, evaluation
+from trbert import BudgetError, TRBertForSequenceClassification, evaluation
+from trbert.budget import CHOICE_FILE, train_to_budget
 from trbert.configuration import default_backbone
 from trbert.data import load_20newsgroups, load_bbc
 from trbert.tasks.classification import accuracy
@@ -83,6 +85,9 @@ class Preset:
     timing_repeats: dict[int, int] = field(default_factory=dict)
     batch_sizes: tuple[int, ...] = (1, 32)
     data: str = "bbc"  # a key of CORPORA
+    # The sweep `--max-drop` chooses from: a layout of `layouts` (its alphas), or None for the default
+    # reduction layers (the preset's `alphas`).
+    budget_layout: tuple[int, ...] | None = None
 
     def trained(self) -> set[tuple[tuple[int, ...], float]]:
         """(reduction layers, alpha) of every TR model the preset trains (the keys `capped` may name)."""
@@ -123,6 +128,7 @@ PRESETS = {
         alphas=[0.02, 0.05, 0.1, 0.2, 1.0],
         layouts={(0, 3): [0.1, 0.2, 0.5, 1.0, 2.0]},
         frozen_policies=((0, 3),),
+        budget_layout=(0, 3),
         capped={((0, 3), 1.0): [0.1]},
         capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, **FAST),
         truncation=[32, 64, 128, 256],
@@ -147,6 +153,7 @@ NEWSGROUPS_PRESETS = {
         alphas=[0.05, 0.2, 1.0],
         layouts={(0, 3): [0.2, 0.5, 1.0, 2.0]},
         frozen_policies=((0, 3),),
+        budget_layout=(0, 3),
         truncation=[32, 64, 128],
         timing_examples=96,
         timing_repeats={1: 3},
@@ -260,6 +267,64 @@ def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> 
         records += timed_records(preset, model, full, tokenizer, texts, labels, result,
                                  method=method, setting=setting, **common)
     return records
+
+
+def budget_choice(preset: Preset, folders: dict, splits, run_path: Path, seed: int, max_drop: float,
+                  progress: bool = True) -> dict:
+    """`--max-drop`: the preset's budget sweep (already trained by `train_all`, found on disk) scored on the
+    validation split, and the fastest model within `max_drop` points of the full model kept
+    (`trbert.train_to_budget`). Returns what `budget_outcome` reads."""
+    default = tuple(preset.reduction_layers or [1, 3])
+    layout = tuple(preset.budget_layout or default)
+    if layout != default and layout not in preset.layouts:
+        raise ValueError(f"budget_layout {list(layout)} is not a layout of the preset")
+    alphas = preset.layouts[layout] if layout != default else preset.alphas
+    out = run_path / f"layers-{'-'.join(map(str, layout))}" if layout != default else run_path
+    overrides = {"keep_rule": preset.keep_rule}
+    if layout != default or preset.reduction_layers:
+        overrides["reduction_layers"] = list(layout)
+    policy = stage_settings(preset.policy, preset, seed)
+    joint = stage_settings(preset.joint, preset, seed)
+    outcome = {"max_drop": max_drop, "reduction_layers": list(layout), "validation_examples": len(splits["validation"])}
+    try:
+        chosen = train_to_budget(str(folders["full"]), splits["train"], splits["validation"], str(out), max_drop,
+                                 policy, joint, alphas=alphas, freeze_policies=layout in preset.frozen_policies,
+                                 progress=progress, **overrides)
+    except BudgetError as error:
+        print(f"budget: {error}")
+        return {**outcome, "chosen": None, "reason": str(error)}
+    record = json.loads((out / CHOICE_FILE).read_text())
+    return {**outcome, "full_validation": record["full_score"], "candidates": record["candidates"],
+            "chosen": {"alpha": chosen.alpha, "folder": chosen.folder, "validation_score": chosen.score,
+                       "validation_drop": round(chosen.drop(record["full_score"]), 4)}}
+
+
+def budget_outcome(budget: dict, records: list[dict], preset: Preset) -> tuple[dict, str]:
+    """The kept model's test figures added to `budget` (from `budget_choice`), and a sentence saying what
+    was kept and how far validation and test agree."""
+    if budget.get("chosen") is None:
+        return budget, f"- Trained to a budget (--max-drop {budget['max_drop']:g}): nothing kept. {budget['reason']}"
+    chosen = budget["chosen"]
+    layout = tuple(budget["reduction_layers"])
+    method = "tr" if layout == tuple(preset.reduction_layers or [1, 3]) else (
+        f"tr (reduction at layers {','.join(map(str, layout))})")
+    mine = [r for r in records if r["method"] == method and r["setting"] == f"alpha={chosen['alpha']:g}"]
+    if not mine:
+        return budget, f"- Trained to a budget: the kept model (alpha={chosen['alpha']:g}) was not measured."
+    test = mine[0]
+    test_drop = round(100 * (test["full_accuracy"] - test["accuracy"]), 4)
+    walls = {r["batch_size"]: r["wall_speedup"] for r in mine}
+    chosen = {**chosen, "test_accuracy": test["accuracy"], "test_drop": test_drop,
+              "flops_speedup": test["flops_speedup"], "wall_speedup": walls}
+    budget = {**budget, "chosen": chosen}
+    wall = " / ".join(f"{w:.2f}x" for w in walls.values()) + " at batch " + " / ".join(map(str, walls))
+    line = (f"- Trained to a budget (--max-drop {budget['max_drop']:g}, scored on the {budget['validation_examples']} "
+            f"validation {CORPORA[preset.data].unit}): kept {display_name(method)}, alpha={chosen['alpha']:g}: "
+            f"{chosen['validation_drop']:.2f} points below the full model on validation, {test_drop:.2f} on test "
+            f"({100 * test['accuracy']:.2f}% against {100 * test['full_accuracy']:.2f}%), at "
+            f"{test['flops_speedup']:.2f}x fewer FLOPs and {wall} wall clock; validation and test differ by "
+            f"{abs(test_drop - chosen['validation_drop']):.2f} points.")
+    return budget, line
 
 
 def full_record(full_pred, labels, batch_size: int, **fields) -> dict:
@@ -383,10 +448,12 @@ def verdicts(records: list[dict], low: float = 2.0, high: float = 5.0, margin: f
 def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | None = None,
         alphas: list[float] | None = None, seed: int = 0, report_dir: str | None = None,
         results_md: str | None = None, progress: bool = True, command: str | None = None,
-        data: str = "bbc") -> list[dict]:
+        data: str = "bbc", max_drop: float | None = None) -> list[dict]:
     """The main job on `data` (a key of CORPORA). Writes `results.json`, `table.md` and `tradeoff.png`
     into the run folder, the same into `report_dir` (named after the data and preset) when given, and the
-    table into the preset's section of `results_md` when given."""
+    table into the preset's section of `results_md` when given. `max_drop`: also choose, from the
+    preset's budget sweep, the fastest model within that many points of the full model on the
+    validation split, and report its test figures (`budget_choice`)."""
     corpus = CORPORA[data]
     choices = presets(data)
     if preset_name not in choices:
@@ -403,14 +470,19 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     label_names = splits["train"].features["label"].names
     start = time.perf_counter()
     folders = train_all(preset, run_path, backbone, splits["train"], label_names, seed)
+    budget = None if max_drop is None else budget_choice(preset, folders, splits, run_path, seed, max_drop, progress)
     trained = time.perf_counter()
     records = evaluate_all(preset, folders, splits["test"], progress)
     done = time.perf_counter()
+    budget_line = None
+    if budget is not None:
+        budget, budget_line = budget_outcome(budget, records, preset)
     timing = {"total_minutes": round((done - start) / 60, 1), "training_minutes": round((trained - start) / 60, 1),
               "measuring_minutes": round((done - trained) / 60, 1),
               "stages_trained": folders["minutes"]}  # stages already on disk were reused, not trained
 
-    command = command or shlex.join(["trbert", "run", "--preset", preset.name] + (["--data", data] if data != "bbc" else []))
+    command = command or shlex.join(["trbert", "run", "--preset", preset.name] + (["--data", data] if data != "bbc" else [])
+                                    + ([f"--max-drop={max_drop:g}"] if max_drop is not None else []))
     title = f"{corpus.title} test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
     key = f"{corpus.slug}_tr_{preset.name}"
     outputs = [(run_path / "results.json", run_path / "tradeoff.png")]
@@ -419,16 +491,19 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     plotted = [r for r in records if r["batch_size"] == max(preset.batch_sizes)]
     for json_path, png_path in outputs:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        evaluation.write_results_json(json_path, key, command, records, timing=timing)
+        evaluation.write_results_json(json_path, key, command, records, timing=timing,
+                                      **({"budget": budget} if budget is not None else {}))
         plot_tradeoff(plotted, png_path, title)
     text = table(records)
     (run_path / "table.md").write_text(text + "\n")
     print(text)
     print("\n".join(verdicts(records)))
+    if budget_line:
+        print(budget_line)
     print(time_line(timing))
     if results_md:
         section = markdown_section(preset, records, command, title, png=outputs[-1][1], md=Path(results_md),
-                                   timing=timing)
+                                   timing=timing, budget_line=budget_line)
         update_section(results_md, f"{corpus.slug}-{preset.name}", section)
     return records
 
@@ -454,7 +529,7 @@ def time_line(timing: dict) -> str:
 
 
 def markdown_section(preset: Preset, records: list[dict], command: str, title: str, png: Path, md: Path,
-                     timing: dict | None = None) -> str:
+                     timing: dict | None = None, budget_line: str | None = None) -> str:
     machine = evaluation.machine()
     corpus = CORPORA[preset.data]
     unit, key = corpus.unit, f"{corpus.slug}-{preset.name}"
@@ -491,6 +566,7 @@ def markdown_section(preset: Preset, records: list[dict], command: str, title: s
         "Targets, read off the table (`trbert.benchmarks.bbc.verdicts`):",
         "",
         *verdicts(records),
+        *([budget_line] if budget_line else []),
         "",
         f"![accuracy against FLOPs and wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
         f"<!-- {key}:end -->",

@@ -31,7 +31,8 @@ examples:
   trbert run                                   # quick preset into runs/bbc-quick
   trbert run --preset full --report            # full preset; also updates docs/RESULTS.md
   trbert run --alphas 0.5 1 2 --run-dir runs/sweep
-  trbert run --data 20newsgroups               # the recipe on 20 Newsgroups"""
+  trbert run --data 20newsgroups               # the recipe on 20 Newsgroups
+  trbert run --data 20newsgroups --max-drop 1  # ... and the fastest model within 1 point"""
 
 
 def add(subparsers):
@@ -45,6 +46,9 @@ def add(subparsers):
                    help="where stages and reports go (default: runs/bbc-PRESET, runs/20news-PRESET)")
     p.add_argument("--alphas", type=non_negative_float, nargs="+", metavar="A",
                    help="length-penalty weights to train (default: the preset's)")
+    p.add_argument("--max-drop", type=non_negative_float, metavar="P",
+                   help="also train to an accuracy budget: of the preset's sweep, keep the fastest model within P "
+                        "points of the full model on the validation split, and report its test figures")
     add_job_options(p, "also write docs/results/bbc_tr_PRESET.{json,png} and the preset's section of docs/RESULTS.md")
     p.set_defaults(handler=run_recipe)
     return p
@@ -57,7 +61,7 @@ def run_recipe(args) -> int:
     if preset not in PRESETS[args.data]:
         raise CommandError(f"--preset {preset}: --data {args.data} has the presets {', '.join(PRESETS[args.data])}")
     start_job(args)
-    bbc.run(preset, data=args.data, run_dir=args.run_dir, backbone=args.backbone, alphas=args.alphas, seed=args.seed,
+    bbc.run(preset, data=args.data, max_drop=args.max_drop, run_dir=args.run_dir, backbone=args.backbone, alphas=args.alphas, seed=args.seed,
                report_dir="docs/results" if args.report else None,
                results_md="docs/RESULTS.md" if args.report else None,
                progress=not args.no_progress, command=args.command_line)

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from ..hardware import cpu_name, instruction_set
+from ..hardware import cpu_name, instruction_set, isa_id
 from ..io import write_json
 
 # Fields every record of a results file has (None where they do not apply).
@@ -41,9 +41,10 @@ def results_record(result: dict, metric: str = "accuracy", key: str | None = Non
 
 
 def write_results_json(path: str | os.PathLike, benchmark: str, command: str, records: list[dict],
-                       gpu: str | None = None, timing: dict | None = None) -> dict:
+                       gpu: str | None = None, timing: dict | None = None, **extra) -> dict:
     """Write a results file (atomically) and return what was written. `gpu`: the GPU the runs used;
-    `timing`: how long the run took (minutes per stage and in all), when the benchmark keeps it."""
+    `timing`: how long the run took (minutes per stage and in all), when the benchmark keeps it;
+    `extra`: more top-level entries (e.g. "budget"). Each record gets the CPU's `cpu_isa` unless it has one."""
     for i, record in enumerate(records):
         missing = [f for f in RECORD_FIELDS if f not in record]
         if missing:
@@ -57,9 +58,10 @@ def write_results_json(path: str | os.PathLike, benchmark: str, command: str, re
         "date": datetime.date.today().isoformat(),
         "machine": machine(gpu),
         "versions": versions(),
-        "records": list(records),
+        "records": [{**record, "cpu_isa": record.get("cpu_isa") or isa_id()} for record in records],
     }
     if timing is not None:
         report["timing"] = timing
+    report.update(extra)
     write_json(path, report)
     return report
