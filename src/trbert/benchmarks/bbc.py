@@ -110,6 +110,22 @@ PRESETS = {
         truncation=[16, 32, 64],
         timing_examples=48,
     ),
+    # The quick preset's settings with both placements of the reduction steps, the paper's (before
+    # layers 1 and 3) and a step on the embeddings with the joint stage's policies frozen: the comparison
+    # behind the default recipe, run with several seeds (docs/RESULTS.md).
+    "compare": Preset(
+        name="compare",
+        max_length=128,
+        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
+        policy=StageSettings(epochs=2, learning_rate=3e-3, batch_size=8, samples=4, max_examples=400),
+        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+        alphas=[0.05, 0.2, 1.0],
+        layouts={(0, 3): [0.2, 0.5, 1.0, 2.0]},
+        frozen_policies=((0, 3),),
+        budget_layout=(0, 3),
+        truncation=[16, 32, 64],
+        timing_examples=48,
+    ),
     # The figures of the results page: full-length articles, an alpha sweep whose first reduction step
     # is on the embeddings (so that no layer sees every token), and a five-alpha sweep with the paper's
     # placement (before layers 1 and 3: layer 0 sees every token, which bounds the speed-up), whose small
