@@ -9,7 +9,7 @@ import trbert
     ("", ValueError, r"texts is empty or only whitespace"),
     (["w1 w2", "   \n\t"], ValueError, r"texts\[1\] is empty or only whitespace"),
     ([], ValueError, "texts is empty"),
-    (["w1", 3], TypeError, r"texts\[1\] is a int"),
+    (["w1", 3], TypeError, r"texts\[1\] is of type int"),
     (42, TypeError, "must be a string or a list of strings"),
     (None, TypeError, "must be a string or a list of strings"),
 ])

@@ -56,7 +56,7 @@ def check_texts(texts, name: str = "texts") -> list[str]:
         if isinstance(text, (bytes, bytearray)):
             raise TypeError(f"{name}[{i}] is {type(text).__name__}: decode it to a string first")
         if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}] is a {type(text).__name__}, not a string")
+            raise TypeError(f"{name}[{i}] is of type {type(text).__name__}, not a string")
         if not text.strip():
             raise ValueError(f"{label} is empty or only whitespace: there is nothing to read in it")
         if all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE for ch in text):

@@ -1,4 +1,5 @@
-"""An extractive question-answering pipeline for `pipeline("question-answering")`.
+"""An extractive question-answering pipeline for `pipeline("question-answering")`, and the input checks
+of `trbert.encode` in `pipeline("text-classification")` for trbert models.
 
 transformers 5 dropped its own question-answering pipeline; trbert registers this one under the
 same task name so that span-extraction models (trbert's and plain BERT-family ones) keep working
@@ -89,8 +90,30 @@ class QuestionAnsweringPipeline(Pipeline):
         return answers[0] if top_k == 1 and answers else answers
 
 
+class TextClassificationPipeline(hf_pipelines.TextClassificationPipeline):
+    """transformers' text-classification pipeline; for a trbert model the texts are checked first, as
+    `trbert.encode` checks them: an empty list gives an empty list, and a text that is not a string or
+    holds nothing to read gets an error naming its position (transformers' own pipeline crashes on an
+    empty list, and a pipeline feeds the model one text at a time, so the model cannot say which).
+    Other models are left to transformers as they are; pairs (dicts) too."""
+
+    def __call__(self, inputs=None, **kwargs):
+        if getattr(self.model.config, "model_type", None) == "trbert" and not isinstance(inputs, dict):
+            if isinstance(inputs, list | tuple) and not inputs:
+                return []
+            if not (isinstance(inputs, list | tuple) and any(isinstance(item, dict) for item in inputs)):
+                check_texts(inputs, "inputs")
+        return super().__call__(inputs, **kwargs)
+
+
 def register() -> None:
-    """Make `pipeline("question-answering")` build this pipeline (transformers 5 lists the task as removed)."""
+    """Make `pipeline("question-answering")` build this pipeline (transformers 5 lists the task as removed),
+    and `pipeline("text-classification")` the one above."""
+    hf_pipelines.PIPELINE_REGISTRY.register_pipeline(
+        "text-classification", pipeline_class=TextClassificationPipeline,
+        pt_model=hf_pipelines.SUPPORTED_TASKS["text-classification"]["pt"], type="text",
+        default=hf_pipelines.SUPPORTED_TASKS["text-classification"].get("default"),
+    )
     hf_pipelines.REMOVED_TASKS.pop("question-answering", None)
     hf_pipelines.PIPELINE_REGISTRY.register_pipeline(
         "question-answering", pipeline_class=QuestionAnsweringPipeline, pt_model=AutoModelForQuestionAnswering,

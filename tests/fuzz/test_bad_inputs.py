@@ -3,6 +3,7 @@ line: every case gets a clear error (the library's own exception types, exit sta
 command line), never a traceback and never an answer."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def test_texts_with_nothing_to_read(text, tokenizer, model_folder, capsys):
             trbert.encode(tokenizer, texts)
     classify = pipeline("text-classification", model=trbert.TRBertForSequenceClassification(tiny_config(num_labels=2)),
                         tokenizer=tokenizer)
-    with pytest.raises(ValueError, match="nothing to read"):  # the model itself: only [CLS] and [SEP] reach it
-        classify(text)
+    for texts, where in ((text, "inputs"), (["w1 w2", text], "inputs[1]")):  # checked before tokenizing
+        with pytest.raises(ValueError, match=rf"{re.escape(where)} .*nothing to read"):
+            classify(texts)
     qa = pipeline("question-answering", model=trbert.TRBertForQuestionAnswering(tiny_config()), tokenizer=tokenizer)
     for question, context in ((text, "w1 w2"), ("w1", text)):
         with pytest.raises(ValueError, match="nothing|empty"):
@@ -54,6 +56,15 @@ def test_texts_with_nothing_to_read(text, tokenizer, model_folder, capsys):
 def test_values_that_are_not_texts(value, tokenizer):
     with pytest.raises((TypeError, ValueError), match="texts"):
         trbert.encode(tokenizer, value)
+    classify = pipeline("text-classification", model=trbert.TRBertForSequenceClassification(tiny_config(num_labels=2)),
+                        tokenizer=tokenizer)
+    if value == []:
+        assert classify(value) == []  # an empty batch: no answers
+    elif isinstance(value, dict):
+        assert classify(value)["label"]  # a text (pair) in transformers' dict form is a text
+    else:
+        with pytest.raises(TypeError, match=r"inputs(\[1\])? (is of type|must be a string)"):
+            classify(value)
 
 
 # ---------------------------------------------------------------------------- files
@@ -77,7 +88,7 @@ def test_training_files(name, tmp_path, backbone, capsys):
         with pytest.raises(SystemExit) as exit_info:
             run_cli(argv, capsys)
         assert exit_info.value.code == 2
-        assert "give 'bbc', 'wnut' or a .csv / .jsonl / .json file" in capsys.readouterr().err
+        assert "or a .csv / .jsonl / .json file, got" in capsys.readouterr().err
     else:
         status, out, err = run_cli(argv, capsys)
         assert_one_line_error(status, out, err, "train")
