@@ -13,16 +13,24 @@ with only its head re-tuned on training digests; and two trained here on trainin
 before layers 1 and 3, and steps on the embeddings and before layer 3). Micro F1, FLOPs and
 wall-clock speed-up over the segment baseline, and a plot of time against length.
 
-Needs the models of `trbert run --preset full` (or --full-model with the article model beside it)."""
+Needs the models of `trbert run --preset full` (or --full-model with the article model beside it).
+
+--data news_articles instead asks whether the full news articles labelled by outlet are a fair
+long-document task: MiniLM fine-tuned on them (cut at 512 tokens) reads each test article cut at
+128, 256 or 512 tokens, or whole as 512-token segments; truncation to 512 must lose clearly."""
 
 
 def add(subparsers):
     p = subparsers.add_parser("long", help="the long-document benchmark: news digests up to 4096 tokens",
                               description=LONG_DESCRIPTION, formatter_class=formatter,
-                              epilog="examples:\n  trbert long\n  trbert long --report   # also docs/RESULTS.md")
+                              epilog="examples:\n  trbert long\n  trbert long --report   # also docs/RESULTS.md\n"
+                                     "  trbert long --data news_articles --report")
+    p.add_argument("--data", choices=["digests", "news_articles"], default="digests",
+                   help="digests: the benchmark (default); news_articles: the fairness check of the outlet task "
+                        "(run folder runs/news-articles unless --run-dir)")
     p.add_argument("--full-model", metavar="DIR", default="runs/bbc-full/finetune",
                    help="the BBC News classifier (default: runs/bbc-full/finetune)")
-    p.add_argument("--run-dir", metavar="DIR", default="runs/long", help="where stages go (default: runs/long)")
+    p.add_argument("--run-dir", metavar="DIR", help="where stages go (default: runs/long)")
     add_job_options(p, "also write docs/results/long_digests.json and the long section of docs/RESULTS.md",
                      backbone=False, seed="training seed (default: 0)")
     p.set_defaults(handler=run_long)
@@ -30,11 +38,17 @@ def add(subparsers):
 
 
 def run_long(args) -> int:
+    start_job(args)
+    if args.data == "news_articles":
+        from ..benchmarks import news_articles
+
+        news_articles.run(args.run_dir or "runs/news-articles", seed=args.seed, report=args.report,
+                          progress=not args.no_progress, command=args.command_line)
+        return 0
     from ..benchmarks import long_documents
 
-    start_job(args)
     try:
-        long_documents.run(args.full_model, args.run_dir, seed=args.seed, report=args.report,
+        long_documents.run(args.full_model, args.run_dir or "runs/long", seed=args.seed, report=args.report,
                        progress=not args.no_progress, command=args.command_line)
     except FileNotFoundError as error:
         raise CommandError(str(error)) from None
