@@ -123,11 +123,10 @@ class TRBertEncoder(nn.Module):
         budget = torch.floor(tokens.length * config.max_keep_ratio + 1e-6).long()
         if proposal.budget is not None:
             budget = torch.minimum(budget, proposal.budget)
-        counts = torch.zeros_like(tokens.counts).index_add(0, tokens.example, keep.long())
-        if bool((counts > budget).any()):
-            big = torch.finfo(proposal.score.dtype).max
-            key = torch.where(forced, big, torch.where(keep, proposal.score.clamp(-1e30, 1e30), -big))
-            keep = (keep & (_rank_within_example(key, tokens) < budget[tokens.example])) | forced
+        # The cut runs whether or not a budget binds: asking first would read the counts back to the host.
+        big = torch.finfo(proposal.score.dtype).max
+        key = torch.where(forced, big, torch.where(keep, proposal.score.clamp(-1e30, 1e30), -big))
+        keep = (keep & (_rank_within_example(key, tokens) < budget[tokens.example])) | forced
         return keep, log_prob, proposal.prediction
 
     def _step(self, step, tokens, input_ids, keep_actions, sample, log_prob):
@@ -139,18 +138,29 @@ class TRBertEncoder(nn.Module):
         return keep, log_prob, prediction
 
     # ------------------------------------------------------------------ layers
-    def _attention(self, layer: BertLayer, q, k, v, sizes: list[int], attended: list[int] | None = None):
-        """Self-attention over packed tokens: one call per example (no padding, no mask). `sizes`: per
-        example the number of queries; `attended`: of keys and values, when it differs."""
+    def _attention(self, layer: BertLayer, q, k, v, sizes: "Lengths", attended: "Lengths | None" = None):
+        """Self-attention over packed tokens, each group (an example, or a segment) attending within itself;
+        no padding is computed. `sizes`: the queries of each group; `attended`: its keys and values, when
+        they differ. The call depends on where it runs (`attention_path`): one FlashAttention call over
+        all groups (`varlen_attn`: CUDA, half precision), one call per group (CPU, where it is fastest), or
+        one padded call with a mask (other GPU cases)."""
         sa = layer.attention.self
         implementation = self.config._attn_implementation
         sdpa = implementation == "sdpa"  # no mask to build or check: PyTorch's kernel directly
-        attend: Callable | None = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         dropout = sa.dropout.p if self.training else 0.0
         attended = attended or sizes
+        heads = (sa.num_attention_heads, sa.attention_head_size)
+        path = attention_path(q.device, q.dtype, dropout) if sdpa else "per_example"
+        if path == "varlen":
+            out = _varlen_attn(q.reshape(-1, *heads), k.reshape(-1, *heads), v.reshape(-1, *heads),
+                               sizes.cumulative, attended.cumulative, sizes.longest, attended.longest)
+            return out.reshape(-1, sa.all_head_size)
+        if path == "padded":
+            return _padded_attention(q, k, v, sizes, attended, heads, sa.scaling)
+        attend: Callable | None = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
         def run(qe, ke, ve, batch):  # [batch * len, H, dh] -> [batch * len, H * dh]
-            shape = (batch, -1, sa.num_attention_heads, sa.attention_head_size)
+            shape = (batch, -1, *heads)
             q4, k4, v4 = (x.reshape(shape).transpose(1, 2) for x in (qe, ke, ve))
             if sdpa:
                 out = F.scaled_dot_product_attention(q4, k4, v4, dropout_p=dropout, scale=sa.scaling).transpose(1, 2)
@@ -158,12 +168,13 @@ class TRBertEncoder(nn.Module):
                 out, _ = attend(sa, q4, k4, v4, None, dropout=dropout, scaling=sa.scaling)
             return out.reshape(-1, sa.all_head_size)
 
-        if len(set(sizes)) == 1 and len(set(attended)) == 1:  # equal lengths: one batched call
-            return run(q, k, v, len(sizes))
-        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(sizes), k.split(attended), v.split(attended))]
+        if len(set(sizes.host)) == 1 and len(set(attended.host)) == 1:  # equal lengths: one batched call
+            return run(q, k, v, len(sizes.host))
+        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(sizes.host), k.split(attended.host),
+                                                          v.split(attended.host))]
         return torch.cat(outs)
 
-    def _layer_packed(self, i: int, h: torch.Tensor, sizes: list[int], memory=None) -> torch.Tensor:
+    def _layer_packed(self, i: int, h: torch.Tensor, sizes: "Lengths", memory=None) -> torch.Tensor:
         """Layer i on packed tokens (`sizes`: tokens per example, or per segment). `memory`: (states,
         order, attended) of the skipped tokens that still serve as keys and values: `order` merges
         [h; states] example by example."""
@@ -181,11 +192,11 @@ class TRBertEncoder(nn.Module):
             context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), sizes, attended)
         return _after_attention(layer, context, h, self.training)
 
-    def _layer_padded(self, i: int, h, example, rank, sizes: list[int]) -> torch.Tensor:
-        m = max(sizes)
-        padded = h.new_zeros(len(sizes), m, h.shape[-1])
+    def _layer_padded(self, i: int, h, example, rank, sizes: "Lengths") -> torch.Tensor:
+        m = sizes.longest
+        padded = h.new_zeros(len(sizes.host), m, h.shape[-1])
         padded[example, rank] = h
-        mask = torch.zeros(len(sizes), m, dtype=torch.long, device=h.device)
+        mask = torch.zeros(len(sizes.host), m, dtype=torch.long, device=h.device)
         mask[example, rank] = 1
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=padded, attention_mask=mask)
         return self.layer[i](padded, mask)[example, rank]
@@ -223,11 +234,17 @@ class TRBertEncoder(nn.Module):
     def _forward_removal(self, hidden, mask, input_ids, restore, sample, keep_actions, segment=None):
         B, n, d = hidden.shape
         length = mask.sum(1)
-        example, position = mask.nonzero(as_tuple=True)
-        # Without padding the packed tokens are the batch's rows in order: a view, no gather.
-        h = hidden.reshape(B * n, d) if len(example) == B * n else hidden[example, position]
-        counts = length  # tokens present in each example
-        sizes = counts.tolist()
+        # Host read-backs: the tokens of each example here, and after each reduction step (`Lengths`);
+        # none per layer. Everything else (selection, budget, gathers) stays on the device.
+        sizes = Lengths(length)
+        if sizes.total == B * n:  # no padding: the packed tokens are the batch's rows in order, a view
+            h = hidden.reshape(B * n, d)
+            example = torch.arange(B, device=hidden.device).repeat_interleave(n)
+            position = torch.arange(n, device=hidden.device).repeat(B)
+        else:
+            example, position = torch.nonzero_static(mask, size=sizes.total).unbind(1)
+            h = hidden[example, position]
+        counts, present = length, sizes  # tokens present in each example
         rank = ranks_within_examples(example, counts)
         out = hidden.clone() if restore else None  # padding keeps its embedding output
         steps = self.config.reduction_layers
@@ -238,28 +255,30 @@ class TRBertEncoder(nn.Module):
         segments = None  # tokens per segment, in packed order, while attention stays within segments
         if segment is not None:
             group = example * (int(segment.max()) + 1) + segment[example, position]
-            segments = torch.unique_consecutive(group, return_counts=True)[1].tolist()
+            segments = Lengths(torch.unique_consecutive(group, return_counts=True)[1])
         for i, layer in enumerate(self.layer):
             if i in steps:
                 step = steps.index(i)
                 tokens = Tokens(h, example, position, rank, counts, length)
                 keep, log_prob, prediction = self._step(step, tokens, input_ids, keep_actions, sample, log_prob)
                 skip = ~keep
-                if restore:
-                    out[example[skip], position[skip]] = h[skip]
+                if restore:  # every present token's state; those kept are written again later
+                    out[example, position] = h
                     exits = _record_exits(exits, prediction, skip, example, position, (B, n))
-                if as_keys:
-                    skipped_h = torch.cat([skipped_h, h[skip]])
-                    skipped_example = torch.cat([skipped_example, example[skip]])
+                before = sizes.total
                 counts = torch.zeros_like(length).index_add(0, example, keep.long())
-                where = keep.nonzero().squeeze(1)  # once, for the three gathers
+                sizes = Lengths(counts)  # the step's one read-back
+                if as_keys:
+                    gone = torch.nonzero_static(skip, size=before - sizes.total).squeeze(1)
+                    skipped_h = torch.cat([skipped_h, h[gone]])
+                    skipped_example = torch.cat([skipped_example, example[gone]])
+                where = torch.nonzero_static(keep, size=sizes.total).squeeze(1)  # once, for the three gathers
                 h, example, position = h[where], example[where], position[where]
                 kept[:, step] = counts
-                sizes = counts.tolist()
                 rank = ranks_within_examples(example, counts)
                 if as_keys:  # keys and values: each example's present tokens, then its skipped ones
                     order = torch.argsort(torch.cat([example, skipped_example]), stable=True)
-                    memory = (skipped_h, order, length.tolist())
+                    memory = (skipped_h, order, present)
                 segments = None  # from here on the kept tokens of all segments attend to each other
             if segments is not None:
                 h = self._layer_packed(i, h, segments)
@@ -272,7 +291,7 @@ class TRBertEncoder(nn.Module):
         elif B == 1:
             out = h[None]
         else:
-            out = h.new_zeros(B, max(sizes), d)
+            out = h.new_zeros(B, sizes.longest, d)
             out[example, rank] = h
         return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob, None, *(exits or (None, None)))
 
@@ -333,9 +352,10 @@ def _record_exits(exits, prediction, leaving, example, position, shape):
         exits = (prediction.new_zeros(*shape, prediction.shape[-1]),
                  torch.zeros(shape, dtype=torch.bool, device=prediction.device))
     outputs, exited = exits
-    where = example[leaving], position[leaving]
-    outputs[where] = prediction[leaving].to(outputs.dtype)
-    exited[where] = True
+    # Written for every present token, kept where it does not leave (no boolean indexing: no read-back).
+    where = example, position
+    outputs[where] = torch.where(leaving[:, None], prediction.to(outputs.dtype), outputs[where])
+    exited[where] = exited[where] | leaving
     return exits
 
 
@@ -356,3 +376,59 @@ def _rank_within_example(key: torch.Tensor, tokens: Tokens) -> torch.Tensor:
     rank = torch.empty_like(order)
     rank[order] = ranks_within_examples(tokens.example[order], tokens.counts)
     return rank
+
+
+class Lengths:
+    """Token counts of the groups attention runs over (examples, or segments of long inputs): on the host
+    (`host`: one read-back, made here), and as the cumulative offsets [G + 1] on the device that the
+    variable-length attention kernel takes."""
+
+    def __init__(self, counts: torch.Tensor):
+        self.counts = counts
+        self.host: list[int] = counts.tolist()
+        self.total = sum(self.host)
+        self.longest = max(self.host, default=0)
+        self._cumulative = None
+
+    @property
+    def cumulative(self) -> torch.Tensor:
+        if self._cumulative is None:
+            self._cumulative = F.pad(torch.cumsum(self.counts, 0), (1, 0)).to(torch.int32)
+        return self._cumulative
+
+
+def attention_path(device: torch.device, dtype: torch.dtype, dropout: float = 0.0) -> str:
+    """How packed attention runs here: "varlen" (one FlashAttention call over every example: CUDA, bfloat16
+    or float16, torch's `varlen_attn`, no dropout), "padded" (one SDPA call over the examples padded to
+    the longest, with a mask: the other GPU cases) or "per_example" (one call per example: the CPU, where
+    it is the fastest)."""
+    if device.type != "cuda":
+        return "per_example"
+    if dtype in (torch.float16, torch.bfloat16) and dropout == 0.0 and _varlen_attn is not None:
+        return "varlen"
+    return "padded"
+
+
+try:  # PyTorch >= 2.10; the kernel itself runs on CUDA only
+    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
+except ImportError:  # pragma: no cover - older PyTorch
+    _varlen_attn = None
+
+
+def _padded_attention(q, k, v, sizes: Lengths, attended: Lengths, heads: tuple[int, int], scale: float):
+    """Packed attention as one SDPA call: queries, keys and values scattered into [G, longest, H, dh] by
+    group, the padded keys masked out, the outputs gathered back to the packed order."""
+    def scatter(x, lengths):
+        group = torch.repeat_interleave(torch.arange(len(lengths.host), device=x.device), lengths.counts,
+                                        output_size=lengths.total)
+        rank = torch.arange(lengths.total, device=x.device) - lengths.cumulative[:-1].long()[group]
+        padded = x.new_zeros(len(lengths.host), lengths.longest, *heads)
+        padded[group, rank] = x.reshape(-1, *heads)
+        return padded.transpose(1, 2), group, rank
+
+    q4, group, rank = scatter(q, sizes)
+    k4, _, _ = scatter(k, attended)
+    v4, _, _ = scatter(v, attended)
+    mask = (torch.arange(attended.longest, device=q.device) < attended.counts[:, None])[:, None, None, :]
+    out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, scale=scale).transpose(1, 2)
+    return out[group, rank].reshape(len(group), -1)
