@@ -82,3 +82,30 @@ def test_outputs_are_written(tmp_path):
     fresh = tmp_path / "new" / "RESULTS.md"
     bench_speed.update_results_md(fresh, "<!-- speed:begin -->\nx\n<!-- speed:end -->")
     assert fresh.read_text().startswith("# Results\n\n<!-- speed:begin -->")
+
+
+def test_gpu_reports_get_their_own_section_and_file(tmp_path):
+    record = {"max_length": 512, "batch_size": 128, "setting": "first 0.5,0.25 packed", "kept_fraction": [0.5, 0.25],
+              "latency_ms": 10.0, "wall_speedup": 1.5, "flops_speedup": 2.0, "device": "NVIDIA H100", "dtype": "bfloat16"}
+    report = {"command": "trbert speed --device cuda --dtype bfloat16", "date": "2026-12-07", "records": [record],
+              "machine": {"cpu": "cpu", "isa": "AVX2", "threads": 16, "gpu": "NVIDIA H100"},
+              "versions": {"trbert": "0", "torch": "0", "transformers": "0"}}
+    assert bench_speed.section_name(report) == "speed-cuda-bfloat16"
+    assert bench_speed.default_json("cuda", "bfloat16") == "docs/results/speed_minilm_cuda_bfloat16.json"
+    assert bench_speed.default_json("cpu", "float32") == bench_speed.DEFAULT_JSON
+    md = tmp_path / "RESULTS.md"
+    md.write_text("<!-- speed:begin -->\nCPU TABLE\n<!-- speed:end -->\n")
+    section = bench_speed.markdown_section(report, 7, 4)
+    assert section.startswith("<!-- speed-cuda-bfloat16:begin -->\n## Speed: all-MiniLM-L6-v2 on NVIDIA H100, bfloat16")
+    bench_speed.update_results_md(md, section)
+    text = md.read_text()
+    assert "CPU TABLE" in text and text.count("speed-cuda-bfloat16:begin") == 1 and "waited for on the GPU" in text
+
+
+def test_measure_records_device_and_dtype():
+    tr = trbert.TRBertModel(tiny_config()).eval().to(torch.bfloat16)
+    plain = BertModel(BertConfig(**TINY)).eval().to(torch.bfloat16)
+    ids, mask = bench_speed.random_batch(32, 2, token_range=(5, 99), cls_id=CLS, sep_id=SEP)
+    records = bench_speed.measure(plain, tr, ids, mask, [bench_speed.fraction_setting([0.5, 0.25])], repeats=1,
+                                  extra={"device": "cpu", "dtype": "bfloat16"})
+    assert all(r["device"] == "cpu" and r["dtype"] == "bfloat16" for r in records)

@@ -8,6 +8,9 @@ hits all of them alike, and the median over repeats is reported.
 Ideal speed-up = multiply-adds the plain model executes / multiply-adds the setting executes.
 The plain model runs every layer on the padded batch; a TR setting's cost comes from
 `trbert.reduction_cost` on the real and kept lengths of each example.
+
+On the CPU in fp32 by default; `device="cuda"` and `dtype="bfloat16"` (or "float16", "float32") time
+both models on a GPU, each pass waited for before the clock stops.
 """
 
 import datetime
@@ -22,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from trbert.cost import reduction_cost
+from trbert.evaluation import synchronize
 from trbert.evaluation.records import versions
-from trbert.hardware import cpu_name, instruction_set
+from trbert.hardware import cpu_name, instruction_set, isa_id
 from trbert.strategies import FixedFractionStrategy, KeepStrategy, PolicyStrategy
 
 from .report import markdown_table, provenance, update_section
@@ -33,7 +37,6 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 DATA = "random_tokens"
 DEFAULT_JSON = "docs/results/speed_minilm.json"
 DEFAULT_MD = "docs/RESULTS.md"
-MD_BEGIN, MD_END = "<!-- speed:begin -->", "<!-- speed:end -->"
 COLUMNS = ["n", "batch", "setting", "kept per step", "ms/batch", "wall speed-up", "ideal speed-up", "wall/ideal"]
 
 
@@ -144,12 +147,15 @@ def measure(
     model_name: str = MODEL_NAME,
     data: str = DATA,
     on_round: Callable[[], None] | None = None,
+    extra: dict | None = None,
 ) -> list[dict]:
     """Time the plain model and every TR setting on one batch; one record per setting, plain first.
 
     One untimed warm-up call per setting (which also gives the kept lengths: every strategy here is
-    deterministic), then `repeats` rounds. `on_round` is called after the warm-up and each round.
+    deterministic), then `repeats` rounds. `on_round` is called after the warm-up and each round;
+    `extra`: fields for every record (device, dtype). On a GPU each timed pass is waited for.
     """
+    device = input_ids.device
     settings = [PLAIN, *settings]
     plain.eval()
     tr.eval()
@@ -161,8 +167,10 @@ def measure(
         for r in range(repeats):
             # Start each round one setting later, so no setting always follows the same one.
             for s in rotated(settings, r):
+                synchronize(device)
                 start = time.perf_counter()
                 forward(s, plain, tr, input_ids, attention_mask)
+                synchronize(device)
                 times[s.name].append(time.perf_counter() - start)
             if on_round:
                 on_round()
@@ -193,6 +201,7 @@ def measure(
             "latency_ms": round(median[s.name] * 1000, 3),
             "throughput_per_s": round(B / median[s.name], 2),
             "peak_mem_mb": None,
+            **(extra or {}),
         })
     return records
 
@@ -222,23 +231,28 @@ def run(
     seed: int = 0,
     command: str = "trbert speed",
     progress: bool = True,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict:
     """Measure every (n, batch) shape on MiniLM and return the report (see `write_json`)."""
     torch.set_num_threads(threads)
-    plain, tr = load_minilm()
+    where = torch.device(device)
+    gpu = torch.cuda.get_device_name(where) if where.type == "cuda" else None
+    plain, tr = (model.to(device=where, dtype=getattr(torch, dtype)) for model in load_minilm())
+    extra = {"device": gpu or "cpu", "dtype": dtype, "cpu_isa": isa_id()}
     settings = default_settings()
     shapes = [(n, b, repeats if b == 1 else batched_repeats) for n in lengths for b in batch_sizes]
     records = []
     with tqdm(total=sum(r + 1 for _, _, r in shapes), desc="rounds", unit="round", disable=not progress) as bar:
         for n, b, r in shapes:
             bar.set_postfix_str(f"n={n} batch={b}")
-            ids, mask = random_batch(n, b, seed=seed)
-            records += measure(plain, tr, ids, mask, settings, r, on_round=lambda: bar.update(1))
+            ids, mask = (x.to(where) for x in random_batch(n, b, seed=seed))
+            records += measure(plain, tr, ids, mask, settings, r, on_round=lambda: bar.update(1), extra=extra)
     return {
         "benchmark": BENCHMARK,
         "command": command,
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": cpu_name(), "isa": instruction_set(), "threads": threads, "gpu": None},
+        "machine": {"cpu": cpu_name(), "isa": instruction_set(), "threads": threads, "gpu": gpu},
         "versions": versions(),
         "records": records,
     }
@@ -285,17 +299,35 @@ def speed_markdown_table(records: Sequence[dict]) -> str:
     return markdown_table(rows, [(c, a, lambda row, i=i: row[i]) for i, (c, a) in enumerate(zip(COLUMNS, align))])
 
 
+def section_name(report: dict) -> str:
+    """The results page's section of a report: "speed" (CPU, fp32), else e.g. "speed-cuda-bfloat16"."""
+    device, dtype = _device_and_dtype(report)
+    return "speed" if (device, dtype) == ("cpu", "float32") else f"speed-{'cpu' if device == 'cpu' else 'cuda'}-{dtype}"
+
+
+def default_json(device: str, dtype: str) -> str:
+    return DEFAULT_JSON if (device, dtype) == ("cpu", "float32") else f"docs/results/speed_minilm_{device}_{dtype}.json"
+
+
+def _device_and_dtype(report: dict) -> tuple[str, str]:
+    first = report["records"][0] if report["records"] else {}
+    return first.get("device", "cpu"), first.get("dtype", "float32")
+
+
 def markdown_section(report: dict, repeats: int, batched_repeats: int) -> str:
     v, m = report["versions"], report["machine"]
     run = "\n".join(provenance(report["command"], m))
-    return f"""{MD_BEGIN}
-## Speed: {MODEL_NAME} on CPU
+    device, dtype = _device_and_dtype(report)
+    name = section_name(report)
+    where = "CPU" if device == "cpu" else device
+    return f"""<!-- {name}:begin -->
+## Speed: {MODEL_NAME} on {where}{"" if dtype == "float32" else f", {dtype}"}
 
 Wall-clock against ideal speed-up of token reduction over the plain Hugging Face model
-(SDPA attention, fp32, `torch.inference_mode`), on random token ids. Batches of 1 hold one
+(SDPA attention, {dtype}, `torch.inference_mode`), on random token ids. Batches of 1 hold one
 example of n tokens; in batches larger than 1 each example's length is drawn in [n/4, n] and
 padded to n. Median of {repeats} rounds at batch 1 and {batched_repeats} at larger batches, the settings
-interleaved within each round.
+interleaved within each round{"" if device == "cpu" else "; every timed pass waited for on the GPU"}.
 
 {run}
 - Date: {report["date"]}; trbert {v["trbert"]}, torch {v["torch"]}, transformers {v["transformers"]}
@@ -303,14 +335,16 @@ interleaved within each round.
 {speed_markdown_table(report["records"])}
 
 Settings: `plain` is `AutoModel` (every layer runs on the padded batch); `full-keep` is the TR
-model with `keep_threshold=0` (the policies run and keep every token); `first`/`random f1,f2`
+model with `keep_threshold=0` (the policies run and keep every token: the full model packed, without
+padding, plus the machinery); `first`/`random f1,f2`
 keep the first / a random f1 and f2 of each example's tokens at the two reduction steps
 (`FixedFractionStrategy`, policy bypassed); `packed`/`padded` is the execution mode. The TR
 model returns only the kept tokens (`restore=False`). Ideal speed-up = multiply-adds of the
 plain model / multiply-adds the setting executes (`trbert.reduction_cost` on the kept lengths,
 policies included when they run); wall/ideal is the share of it the wall clock realises.
-{MD_END}"""
+<!-- {name}:end -->"""
 
 
 def update_results_md(path: str | os.PathLike, section: str) -> None:
-    update_section(path, "speed", section)
+    name = section.split(":begin -->", 1)[0].removeprefix("<!-- ")
+    update_section(path, name, section)
