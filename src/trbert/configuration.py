@@ -3,9 +3,12 @@
 from huggingface_hub.dataclasses import strict
 from transformers import BertConfig
 
-BACKBONES = ("bert", "roberta")
-# The backbone of each BERT-family model type trbert loads (RoBERTa's kin count positions from pad_token_id + 1).
-BACKBONE_OF = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta"}
+BACKBONES = ("bert", "roberta", "mpnet")
+# The backbone of each BERT-family model type trbert loads (RoBERTa's kin and MPNet count positions from
+# pad_token_id + 1; MPNet adds a relative position bias to every layer's attention scores).
+BACKBONE_OF = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta",
+               "mpnet": "mpnet"}
+OFFSET_POSITIONS = ("roberta", "mpnet")  # backbones whose positions start at pad_token_id + 1
 KEEP_RULES = ("threshold", "expected")
 EXECUTIONS = ("packed", "padded")
 SELECTIONS = ("policy", "early_exit", "attention_topk", "attention_threshold")
@@ -29,9 +32,12 @@ class TRBertConfig(BertConfig):
         keep_sep: always keep separator tokens (`sep_token_id`).
         keep_first_segment: always keep every token up to and including the first separator
             (the question, in question answering).
-        sep_token_id: the separator id; defaults to 102 for BERT and 2 for RoBERTa.
-        backbone: `"bert"` or `"roberta"`: selects the embeddings (RoBERTa counts positions from
-            `pad_token_id + 1`) and the sequence-classification head.
+        sep_token_id: the separator id; defaults to 102 for BERT and 2 for RoBERTa and MPNet.
+        backbone: `"bert"`, `"roberta"` or `"mpnet"`: selects the embeddings (RoBERTa and MPNet count
+            positions from `pad_token_id + 1`; MPNet has no token types) and the sequence-classification
+            head; `"mpnet"` also adds MPNet's relative position bias to every layer's attention scores,
+            each kept token keeping the bias of its original position.
+        relative_attention_num_buckets: MPNet's relative position buckets (32).
         execution: how the layers after a reduction step run at inference. `"packed"` concatenates the
             kept tokens of the whole batch for the projections and feed-forward and runs attention per
             example; `"padded"` pads the kept tokens to the longest example and masks attention.
@@ -73,6 +79,7 @@ class TRBertConfig(BertConfig):
     keep_first_segment: bool = False
     sep_token_id: int | None = None
     backbone: str = "bert"
+    relative_attention_num_buckets: int = 32
     execution: str = "packed"
     selection: str = "policy"
     exit_threshold: float | int = 0.1
@@ -90,7 +97,7 @@ class TRBertConfig(BertConfig):
         else:
             self.reduction_layers = [int(i) for i in self.reduction_layers]
         if self.sep_token_id is None:
-            self.sep_token_id = 2 if self.backbone == "roberta" else 102
+            self.sep_token_id = 2 if self.backbone in OFFSET_POSITIONS else 102
         # Plain ValueErrors that say what is wrong, before the strict validation would wrap them in its own type.
         self.validate_selection()
         self.validate_reduction()
@@ -163,8 +170,8 @@ def default_backbone() -> str:
 def token_limit(config) -> int:
     """The most tokens a BERT-family model's positions cover, for a trbert config or a plain one
     (RoBERTa's kin count positions from pad_token_id + 1)."""
-    roberta = BACKBONE_OF.get(config.model_type, getattr(config, "backbone", "bert")) == "roberta"
-    return config.max_position_embeddings - ((config.pad_token_id or 0) + 1 if roberta else 0)
+    offset = BACKBONE_OF.get(config.model_type, getattr(config, "backbone", "bert")) in OFFSET_POSITIONS
+    return config.max_position_embeddings - ((config.pad_token_id or 0) + 1 if offset else 0)
 
 
 __all__ = ["BACKBONE_OF", "TRBertConfig", "check_reduction_layers", "default_backbone", "token_limit"]

@@ -4,6 +4,7 @@ Per layer on n tokens (d hidden, f feed-forward):
     4 n d^2      query, key, value and output projections
     2 n d f      feed-forward
     2 n^2 d      attention scores (Q K^T) and the weighted sum of values
+    H n^2        MPNet only: its relative position bias added to each head's scores
 With skipped tokens as keys and values (`skipped_as_keys`), a layer with n tokens going on and m
 skipped ones also projects the m to keys and values (2 m d^2) and attends to them (2 n m d).
 A long document (`long_input`, more tokens than the model's positions) runs the layers before the
@@ -40,7 +41,13 @@ def layer_macs(config, n: torch.Tensor, skipped: torch.Tensor | None = None) -> 
     d, f = config.hidden_size, config.intermediate_size
     n = n.to(torch.float64)
     m = torch.zeros_like(n) if skipped is None else skipped.to(torch.float64)
-    return 4 * n * d * d + 2 * n * d * f + 2 * n * (n + m) * d + 2 * m * d * d
+    bias = config.num_attention_heads * n * (n + m) if _position_bias(config) else 0.0
+    return 4 * n * d * d + 2 * n * d * f + 2 * n * (n + m) * d + 2 * m * d * d + bias
+
+
+def _position_bias(config) -> bool:
+    """Whether the layers add a relative position bias to the attention scores (MPNet, trbert's or plain)."""
+    return getattr(config, "backbone", None) == "mpnet" or getattr(config, "model_type", None) == "mpnet"
 
 
 def segmented_layer_macs(config, n: torch.Tensor, limit: int | None = None) -> torch.Tensor:

@@ -22,9 +22,10 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertPooler, BertPreTrainedModel
+from transformers.models.mpnet.modeling_mpnet import MPNetEmbeddings
 from transformers.models.roberta.modeling_roberta import RobertaClassificationHead, RobertaEmbeddings
 
-from .configuration import BACKBONE_OF, TRBertConfig
+from .configuration import BACKBONE_OF, OFFSET_POSITIONS, TRBertConfig
 from .errors import CheckpointError
 from .reduction import TRBertEncoder
 from .strategies import KeepStrategy
@@ -75,8 +76,9 @@ class TRBertPreTrainedModel(BertPreTrainedModel):
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, RobertaEmbeddings):
+        if isinstance(module, RobertaEmbeddings | MPNetEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+        if isinstance(module, RobertaEmbeddings):
             init.zeros_(module.token_type_ids)
         if isinstance(module, nn.Linear) and getattr(module, "is_policy_output", False):
             # An untrained policy keeps every token (p = sigmoid(1) = 0.73 >= 0.5): the model starts as the full
@@ -104,8 +106,8 @@ class TRBertPreTrainedModel(BertPreTrainedModel):
         key_mapping = kwargs.pop("key_mapping", None)
         if not isinstance(config, TRBertConfig):
             config, kwargs = _trbert_config(path, config, kwargs)
-        if config.backbone == "roberta":
-            key_mapping = {r"^roberta\.": "bert.", **(key_mapping or {})}
+        if config.backbone in CHECKPOINT_NAMES:
+            key_mapping = {**CHECKPOINT_NAMES[config.backbone], **(key_mapping or {})}
         try:
             return super().from_pretrained(path, *model_args, config=config, key_mapping=key_mapping, **kwargs)
         except (OSError, SafetensorError) as e:
@@ -114,6 +116,18 @@ class TRBertPreTrainedModel(BertPreTrainedModel):
                 "Its weights file may be missing, corrupt or half-written: save it again."
             ) from e
 
+
+# How a backbone's own checkpoint names the weights trbert keeps under BERT's names (MPNet's layers hold
+# BERT's weights under other names: q/k/v/o, and the attention's LayerNorm one level up).
+CHECKPOINT_NAMES = {
+    "roberta": {r"^roberta\.": "bert."},
+    "mpnet": {r"^mpnet\.": "bert.", r"\.attention\.attn\.q\.": ".attention.self.query.",
+              r"\.attention\.attn\.k\.": ".attention.self.key.", r"\.attention\.attn\.v\.": ".attention.self.value.",
+              r"\.attention\.attn\.o\.": ".attention.output.dense.",
+              r"\.attention\.LayerNorm\.": ".attention.output.LayerNorm."},
+}
+EMBEDDINGS = {"bert": BertEmbeddings, "roberta": RobertaEmbeddings, "mpnet": MPNetEmbeddings}
+HEAD_ON_FIRST_TOKEN = ("roberta", "mpnet")  # backbones whose sequence classifier reads <s> (no pooler)
 
 _CONFIG_KEYS = set(TRBertConfig.__dataclass_fields__) | {"num_labels", "id2label", "label2id", "problem_type"}
 
@@ -194,11 +208,11 @@ def _where(flags: list[bool]) -> list[int]:
 class TRBertModel(TRBertPreTrainedModel):
     """The encoder with reduction steps; outputs the usual fields plus `kept_lengths` per example."""
 
-    _no_split_modules = ["BertEmbeddings", "RobertaEmbeddings", "BertLayer"]
+    _no_split_modules = ["BertEmbeddings", "RobertaEmbeddings", "MPNetEmbeddings", "BertLayer"]
 
     def __init__(self, config: TRBertConfig, add_pooling_layer: bool = True):
         super().__init__(config)
-        self.embeddings = RobertaEmbeddings(config) if config.backbone == "roberta" else BertEmbeddings(config)
+        self.embeddings = EMBEDDINGS[config.backbone](config)
         self.encoder = TRBertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
         for policy in self.encoder.policy:
@@ -246,7 +260,7 @@ class TRBertModel(TRBertPreTrainedModel):
             if position_ids is not None:
                 raise ValueError("long inputs take no position_ids: each segment counts its own from 0")
             limit = self.config.segment_length
-            offset = self.config.pad_token_id + 1 if self.config.backbone == "roberta" else 0
+            offset = self.config.pad_token_id + 1 if self.config.backbone in OFFSET_POSITIONS else 0
             where = torch.arange(length, device=attention_mask.device)
             segment = (where // limit).expand(attention_mask.shape[0], -1)
             position_ids = (where % limit + offset).expand(attention_mask.shape[0], -1)
@@ -281,9 +295,9 @@ class TRBertForSequenceClassification(TRBertPreTrainedModel):
     def __init__(self, config: TRBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        roberta = config.backbone == "roberta"
-        self.bert = TRBertModel(config, add_pooling_layer=not roberta)
-        if roberta:
+        first_token = config.backbone in HEAD_ON_FIRST_TOKEN
+        self.bert = TRBertModel(config, add_pooling_layer=not first_token)
+        if first_token:
             self.classifier = RobertaClassificationHead(config)
         else:
             dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
@@ -295,7 +309,7 @@ class TRBertForSequenceClassification(TRBertPreTrainedModel):
                 inputs_embeds=None, labels=None, masked=None, sample=None, keep_actions=None, **kwargs):
         outputs = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                             restore=False, masked=masked, sample=sample, keep_actions=keep_actions)
-        if self.config.backbone == "roberta":
+        if self.config.backbone in HEAD_ON_FIRST_TOKEN:
             logits = self.classifier(outputs.last_hidden_state)
         else:
             logits = self.classifier(self.dropout(outputs.pooler_output))

@@ -23,6 +23,7 @@ from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
+from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
 from .strategies import KeepPolicy, KeepStrategy, Tokens, for_config
 
@@ -61,6 +62,19 @@ class TRBertEncoder(nn.Module):
         # Per layer, one projection with the query, key and value weights stacked (`fuse_query_key_value`):
         # the packed layers then make one call instead of three. None: the three projections.
         self.qkv: nn.ModuleList | None = None
+        # MPNet: a bias on every layer's attention scores from the tokens' relative positions (shared by the
+        # layers). Kept tokens keep the bias of their original positions.
+        self.relative_attention_bias = (nn.Embedding(config.relative_attention_num_buckets, config.num_attention_heads)
+                                        if config.backbone == "mpnet" else None)
+
+    def position_bias(self, query_position: torch.Tensor, key_position: torch.Tensor) -> torch.Tensor | None:
+        """[..., H, Lq, Lk] MPNet's attention bias between tokens at these original positions ([..., Lq] and
+        [..., Lk]); None for backbones without one."""
+        if self.relative_attention_bias is None:
+            return None
+        relative = key_position[..., None, :] - query_position[..., :, None]
+        bucket = MPNetEncoder.relative_position_bucket(relative, num_buckets=self.config.relative_attention_num_buckets)
+        return self.relative_attention_bias(bucket).movedim(-1, -3)
 
     def fuse_query_key_value(self) -> None:
         """Give each layer one stacked query/key/value projection (`self.qkv`), used where queries, keys
@@ -138,46 +152,56 @@ class TRBertEncoder(nn.Module):
         return keep, log_prob, prediction
 
     # ------------------------------------------------------------------ layers
-    def _attention(self, layer: BertLayer, q, k, v, sizes: "Lengths", attended: "Lengths | None" = None):
+    def _attention(self, layer: BertLayer, q, k, v, sizes: "Lengths", attended: "Lengths | None" = None,
+                   positions: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Self-attention over packed tokens, each group (an example, or a segment) attending within itself;
         no padding is computed. `sizes`: the queries of each group; `attended`: its keys and values, when
         they differ. The call depends on where it runs (`attention_path`): one FlashAttention call over
         all groups (`varlen_attn`: CUDA, half precision), one call per group (CPU, where it is fastest), or
-        one padded call with a mask (other GPU cases)."""
+        one padded call with a mask (other GPU cases). `positions`: the original positions of the queries
+        and of the keys, for a backbone with a position bias (MPNet; the variable-length kernel takes none)."""
         sa = layer.attention.self
         implementation = self.config._attn_implementation
         sdpa = implementation == "sdpa"  # no mask to build or check: PyTorch's kernel directly
         dropout = sa.dropout.p if self.training else 0.0
         attended = attended or sizes
         heads = (sa.num_attention_heads, sa.attention_head_size)
+        biased = self.relative_attention_bias is not None
         path = attention_path(q.device, q.dtype, dropout) if sdpa else "per_example"
+        if path == "varlen" and biased:
+            path = "padded"
         if path == "varlen":
             out = _varlen_attn(q.reshape(-1, *heads), k.reshape(-1, *heads), v.reshape(-1, *heads),
                                sizes.cumulative, attended.cumulative, sizes.longest, attended.longest)
             return out.reshape(-1, sa.all_head_size)
         if path == "padded":
-            return _padded_attention(q, k, v, sizes, attended, heads, sa.scaling)
+            return _padded_attention(q, k, v, sizes, attended, heads, sa.scaling,
+                                     self.position_bias if biased else None, positions)
         attend: Callable | None = None if sdpa else ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
-        def run(qe, ke, ve, batch):  # [batch * len, H, dh] -> [batch * len, H * dh]
+        def run(qe, ke, ve, batch, pq=None, pk=None):  # [batch * len, H, dh] -> [batch * len, H * dh]
             shape = (batch, -1, *heads)
             q4, k4, v4 = (x.reshape(shape).transpose(1, 2) for x in (qe, ke, ve))
+            bias = self.position_bias(pq.reshape(batch, -1), pk.reshape(batch, -1)) if biased else None
             if sdpa:
-                out = F.scaled_dot_product_attention(q4, k4, v4, dropout_p=dropout, scale=sa.scaling).transpose(1, 2)
+                out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=bias, dropout_p=dropout,
+                                                     scale=sa.scaling).transpose(1, 2)
             else:
-                out, _ = attend(sa, q4, k4, v4, None, dropout=dropout, scaling=sa.scaling)
+                out, _ = attend(sa, q4, k4, v4, bias, dropout=dropout, scaling=sa.scaling)
             return out.reshape(-1, sa.all_head_size)
 
         if len(set(sizes.host)) == 1 and len(set(attended.host)) == 1:  # equal lengths: one batched call
-            return run(q, k, v, len(sizes.host))
-        outs = [run(qe, ke, ve, 1) for qe, ke, ve in zip(q.split(sizes.host), k.split(attended.host),
-                                                          v.split(attended.host))]
-        return torch.cat(outs)
+            return run(q, k, v, len(sizes.host), *(positions if biased else ()))
+        parts = [q.split(sizes.host), k.split(attended.host), v.split(attended.host)]
+        if biased:
+            parts += [positions[0].split(sizes.host), positions[1].split(attended.host)]
+        return torch.cat([run(qe, ke, ve, 1, *pe) for qe, ke, ve, *pe in zip(*parts)])
 
-    def _layer_packed(self, i: int, h: torch.Tensor, sizes: "Lengths", memory=None) -> torch.Tensor:
+    def _layer_packed(self, i: int, h: torch.Tensor, sizes: "Lengths", memory=None,
+                      position: torch.Tensor | None = None) -> torch.Tensor:
         """Layer i on packed tokens (`sizes`: tokens per example, or per segment). `memory`: (states,
-        order, attended) of the skipped tokens that still serve as keys and values: `order` merges
-        [h; states] example by example."""
+        order, attended, their positions) of the skipped tokens that still serve as keys and values:
+        `order` merges [h; states] example by example. `position`: each token's original position."""
         layer = self.layer[i]
         sa = layer.attention.self
         if memory is None:
@@ -185,21 +209,35 @@ class TRBertEncoder(nn.Module):
                 q, k, v = self.qkv[i](h).split(sa.all_head_size, dim=-1)
             else:
                 q, k, v = sa.query(h), sa.key(h), sa.value(h)
-            context = self._attention(layer, q, k, v, sizes)
+            context = self._attention(layer, q, k, v, sizes, positions=(position, position))
         else:
-            states, order, attended = memory
+            states, order, attended, state_position = memory
             both = torch.cat([h, states])[order]
-            context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), sizes, attended)
+            keys_at = torch.cat([position, state_position])[order]
+            context = self._attention(layer, sa.query(h), sa.key(both), sa.value(both), sizes, attended,
+                                      positions=(position, keys_at))
         return _after_attention(layer, context, h, self.training)
 
-    def _layer_padded(self, i: int, h, example, rank, sizes: "Lengths") -> torch.Tensor:
+    def _layer_padded(self, i: int, h, example, rank, sizes: "Lengths", position) -> torch.Tensor:
         m = sizes.longest
         padded = h.new_zeros(len(sizes.host), m, h.shape[-1])
         padded[example, rank] = h
         mask = torch.zeros(len(sizes.host), m, dtype=torch.long, device=h.device)
         mask[example, rank] = 1
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=padded, attention_mask=mask)
+        at = torch.zeros(len(sizes.host), m, dtype=torch.long, device=h.device)
+        at[example, rank] = position
+        mask = self._layer_mask(padded, mask, at)
         return self.layer[i](padded, mask)[example, rank]
+
+    def _layer_mask(self, h: torch.Tensor, keys: torch.Tensor, position: torch.Tensor):
+        """The attention mask a BERT layer takes for [B, n, d] states whose keys `keys` [B, n] may be attended
+        to; for MPNet, the position bias of the tokens at `position` [B, n] added (masked keys at -inf)."""
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=keys.long())
+        bias = self.position_bias(position, position)
+        if bias is None:
+            return mask
+        allowed = keys.bool()[:, None, None, :]
+        return bias.to(h.dtype).masked_fill(~allowed, torch.finfo(h.dtype).min)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -251,7 +289,7 @@ class TRBertEncoder(nn.Module):
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
         log_prob, exits = None, None
         as_keys, packed = self.config.skipped_as_keys, self.config.execution == "packed"
-        skipped_h, skipped_example, memory = h[:0], example[:0], None
+        skipped_h, skipped_example, skipped_position, memory = h[:0], example[:0], position[:0], None
         segments = None  # tokens per segment, in packed order, while attention stays within segments
         if segment is not None:
             group = example * (int(segment.max()) + 1) + segment[example, position]
@@ -272,20 +310,21 @@ class TRBertEncoder(nn.Module):
                     gone = torch.nonzero_static(skip, size=before - sizes.total).squeeze(1)
                     skipped_h = torch.cat([skipped_h, h[gone]])
                     skipped_example = torch.cat([skipped_example, example[gone]])
+                    skipped_position = torch.cat([skipped_position, position[gone]])
                 where = torch.nonzero_static(keep, size=sizes.total).squeeze(1)  # once, for the three gathers
                 h, example, position = h[where], example[where], position[where]
                 kept[:, step] = counts
                 rank = ranks_within_examples(example, counts)
                 if as_keys:  # keys and values: each example's present tokens, then its skipped ones
                     order = torch.argsort(torch.cat([example, skipped_example]), stable=True)
-                    memory = (skipped_h, order, present)
+                    memory = (skipped_h, order, present, skipped_position)
                 segments = None  # from here on the kept tokens of all segments attend to each other
             if segments is not None:
-                h = self._layer_packed(i, h, segments)
+                h = self._layer_packed(i, h, segments, position=position)
             elif packed or memory is not None:
-                h = self._layer_packed(i, h, sizes, memory)
+                h = self._layer_packed(i, h, sizes, memory, position)
             else:
-                h = self._layer_padded(i, h, example, rank, sizes)
+                h = self._layer_padded(i, h, example, rank, sizes, position)
         if restore:
             out[example, position] = h
         elif B == 1:
@@ -299,6 +338,7 @@ class TRBertEncoder(nn.Module):
         B, n, _ = hidden.shape
         length = mask.sum(1)
         present_mask = mask
+        positions = torch.arange(n, device=hidden.device).expand(B, n)
         h = hidden
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
@@ -319,7 +359,7 @@ class TRBertEncoder(nn.Module):
                 present_mask[example[keep], position[keep]] = True
                 kept[:, step] = present_mask.sum(1)
             keys = mask if self.config.skipped_as_keys else present_mask
-            attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=h, attention_mask=keys.long())
+            attn_mask = self._layer_mask(h, keys, positions)
             h = torch.where(present_mask[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
         return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states, *(exits or (None, None)))
 
@@ -415,20 +455,25 @@ except ImportError:  # pragma: no cover - older PyTorch
     _varlen_attn = None
 
 
-def _padded_attention(q, k, v, sizes: Lengths, attended: Lengths, heads: tuple[int, int], scale: float):
+def _padded_attention(q, k, v, sizes: Lengths, attended: Lengths, heads: tuple[int, int], scale: float,
+                      position_bias: Callable | None = None, positions=None):
     """Packed attention as one SDPA call: queries, keys and values scattered into [G, longest, H, dh] by
-    group, the padded keys masked out, the outputs gathered back to the packed order."""
-    def scatter(x, lengths):
+    group, the padded keys masked out, the outputs gathered back to the packed order. `position_bias`
+    (MPNet's, with the queries' and keys' original `positions`) is added to the scores."""
+    def scatter(x, lengths, *tail):
         group = torch.repeat_interleave(torch.arange(len(lengths.host), device=x.device), lengths.counts,
                                         output_size=lengths.total)
         rank = torch.arange(lengths.total, device=x.device) - lengths.cumulative[:-1].long()[group]
-        padded = x.new_zeros(len(lengths.host), lengths.longest, *heads)
-        padded[group, rank] = x.reshape(-1, *heads)
-        return padded.transpose(1, 2), group, rank
+        padded = x.new_zeros(len(lengths.host), lengths.longest, *tail)
+        padded[group, rank] = x.reshape(-1, *tail)
+        return padded, group, rank
 
-    q4, group, rank = scatter(q, sizes)
-    k4, _, _ = scatter(k, attended)
-    v4, _, _ = scatter(v, attended)
+    q4, group, rank = scatter(q, sizes, *heads)
+    k4, v4 = scatter(k, attended, *heads)[0], scatter(v, attended, *heads)[0]
+    q4, k4, v4 = q4.transpose(1, 2), k4.transpose(1, 2), v4.transpose(1, 2)
     mask = (torch.arange(attended.longest, device=q.device) < attended.counts[:, None])[:, None, None, :]
+    if position_bias is not None:
+        bias = position_bias(scatter(positions[0], sizes)[0], scatter(positions[1], attended)[0])
+        mask = bias.to(q.dtype).masked_fill(~mask, torch.finfo(q.dtype).min)
     out = F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask, scale=scale).transpose(1, 2)
     return out[group, rank].reshape(len(group), -1)

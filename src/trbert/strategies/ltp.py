@@ -44,7 +44,7 @@ def soft_forward(model, batch: dict, thresholds: torch.Tensor, temperature: floa
             kept.append(m.sum(1) / length)
         bias = m.clamp_min(MIN_WEIGHT).log().masked_fill(~mask, torch.finfo(h.dtype).min)
         h = layer(h, bias[:, None, None, :])
-    if config.backbone == "roberta":
+    if config.backbone != "bert":  # RoBERTa and MPNet: the head reads <s>
         logits = model.classifier(h)
     else:
         logits = model.classifier(model.dropout(bert.pooler(h)))
@@ -97,6 +97,9 @@ def learn_thresholds(
     if not hasattr(model, "classifier") or not hasattr(model.base_model, "embeddings"):
         raise TypeError(f"learn_thresholds needs a TRBertForSequenceClassification, got {type(model).__name__}")
     config = model.config
+    if config.backbone == "mpnet":
+        raise ValueError("learn_thresholds runs BERT layers with a soft mask and no position bias: it does not "
+                         "learn MPNet's thresholds (its layers add a relative position bias)")
     n_steps = len(config.reduction_layers)
     init = [float(init)] * n_steps if isinstance(init, (int, float)) else [float(t) for t in init]
     if len(init) != n_steps or any(not 0.0 < t < 1.0 for t in init):
