@@ -31,7 +31,7 @@ def examples(help_output: str) -> list[list[str]]:
 
 
 MINIMAL = {"run": [], "train": ["--stage", "all", "--out", "x"], "eval": ["--model", "x"], "predict": ["--model", "x"],
-           "speed": [], "wnut": [], "long": [], "bench": []}
+           "speed": [], "wnut": [], "long": [], "bench": [], "backbone": ["all-mpnet-base-v2"]}
 
 
 def test_every_command_is_assembled_with_its_own_handler():
@@ -41,7 +41,7 @@ def test_every_command_is_assembled_with_its_own_handler():
         assert args.command == name and args.handler.__module__ == command.__name__  # parser and handler together
 
 
-@pytest.mark.parametrize("command", ["run", "train", "eval", "predict", "speed", "wnut", "long", "bench"])
+@pytest.mark.parametrize("command", list(MINIMAL))
 def test_every_example_in_the_help_parses_to_its_command(command, capsys):
     found = examples(help_text([command, "--help"], capsys))
     assert found, f"trbert {command} --help gives no examples"
@@ -51,9 +51,12 @@ def test_every_example_in_the_help_parses_to_its_command(command, capsys):
 
 
 def test_speed_defaults_write_the_results_page():
+    from trbert.benchmarks import speed
+
     args = build_parser().parse_args(["speed"])
-    assert (args.out_json, args.results_md, args.batch_sizes, args.threads) == \
-        ("docs/results/speed_minilm.json", "docs/RESULTS.md", [1, 32], hardware.available_cores())
+    assert (args.out_json, args.results_md, args.batch_sizes, args.threads, args.device, args.dtype) == \
+        (None, "docs/RESULTS.md", [1, 32], hardware.available_cores(), "cpu", "float32")
+    assert speed.default_json(args.device, args.dtype) == "docs/results/speed_minilm.json"
     quick = build_parser().parse_args(["speed", "--quick", "--lengths", "64", "32", "--seed", "3"])
     assert quick.quick and quick.lengths == [64, 32] and quick.seed == 3
 

@@ -133,7 +133,8 @@ def formatter(prog):
 def add_job_options(p, report: str, backbone: bool = True, seed: str = "training seed (default: 0; the data split is fixed)") -> None:
     """The options every benchmark job shares."""
     if backbone:
-        p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint (default: the embedded MiniLM)")
+        p.add_argument("--backbone", metavar="DIR", help="a BERT-family checkpoint folder, or all-mpnet-base-v2 "
+                                                         "(`trbert backbone`) (default: the embedded MiniLM)")
     p.add_argument("--seed", type=int, default=0, help=seed)
     p.add_argument("--report", action="store_true", help=report)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -142,6 +143,19 @@ def add_job_options(p, report: str, backbone: bool = True, seed: str = "training
 def start_job(args) -> None:
     if args.no_progress:
         quiet_progress()
+    if getattr(args, "backbone", None) is not None:
+        args.backbone = resolve_backbone(args.backbone)
+
+
+def resolve_backbone(value: str) -> str:
+    """`--backbone`: a folder, or the name of an encoder that ships as packages (`trbert backbone`)."""
+    from .backbone import NAMES
+
+    if value in NAMES:
+        from ..backbones import backbone_folder
+
+        return str(backbone_folder(value, say=lambda text: say(text, file=sys.stderr)))
+    return value
 
 
 

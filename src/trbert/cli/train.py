@@ -21,6 +21,7 @@ from .common import (
     positive_float,
     positive_int,
     quiet_progress,
+    resolve_backbone,
     say,
     sequence_length,
     unit_float,
@@ -101,7 +102,8 @@ def add(subparsers):
                    help="policy: the finetune folder; joint: the policy folder; capped: the joint folder")
     p.add_argument("--teacher", metavar="DIR", help="joint, capped: the finetune folder (the model distilled from)")
     p.add_argument("--backbone", metavar="DIR",
-                   help="finetune, all: the encoder to start from (default: the embedded all-MiniLM-L6-v2)")
+                   help="finetune, all: the encoder to start from: a folder, or all-mpnet-base-v2 (`trbert backbone`) "
+                        "(default: the embedded all-MiniLM-L6-v2)")
     add_data_options(p, "training data")
     p.add_argument("--alpha", type=non_negative_float, default=1.0,
                    help="weight of the kept-token penalty in the reward: larger keeps fewer tokens (default: 1.0)")
@@ -286,7 +288,7 @@ def _train(args, training) -> int:
         if stage.name == "finetune":
             from ..configuration import default_backbone
 
-            source = str(stage.source or default_backbone())
+            source = resolve_backbone(str(stage.source)) if stage.source else default_backbone()
             config = load_config(model_folder(source, "--backbone"))
             classes = None
         else:
