@@ -109,3 +109,14 @@ def test_measure_records_device_and_dtype():
     records = bench_speed.measure(plain, tr, ids, mask, [bench_speed.fraction_setting([0.5, 0.25])], repeats=1,
                                   extra={"device": "cpu", "dtype": "bfloat16"})
     assert all(r["device"] == "cpu" and r["dtype"] == "bfloat16" for r in records)
+
+
+def test_another_backbone_gets_its_own_section_and_file():
+    record = {"max_length": 512, "batch_size": 1, "setting": "plain", "kept_fraction": None, "latency_ms": 9.0,
+              "wall_speedup": 1.0, "flops_speedup": 1.0, "model": "all-mpnet-base-v2"}
+    report = {"command": "trbert speed --backbone all-mpnet-base-v2", "date": "2026-12-07", "records": [record],
+              "machine": {"cpu": "cpu", "isa": "AVX2", "threads": 2, "gpu": None},
+              "versions": {"trbert": "0", "torch": "0", "transformers": "0"}}
+    assert bench_speed.section_name(report) == "speed-all-mpnet-base-v2"
+    assert bench_speed.default_json("cpu", "float32", "all-mpnet-base-v2") == "docs/results/speed_all-mpnet-base-v2.json"
+    assert "## Speed: all-mpnet-base-v2 on CPU" in bench_speed.markdown_section(report, 7, 4)

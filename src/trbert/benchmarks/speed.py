@@ -207,8 +207,9 @@ def measure(
 
 
 # ---------------------------------------------------------------------------- the whole run
-def load_minilm():
-    """The plain Hugging Face MiniLM and the TR model with the same weights (its policies are new)."""
+def load_minilm(path: str | None = None):
+    """The plain Hugging Face model and the TR model with the same weights (its policies are new): the
+    embedded MiniLM, or the encoder in `path`."""
     import transformers
 
     from trbert import TRBertModel
@@ -216,7 +217,7 @@ def load_minilm():
 
     transformers.logging.set_verbosity_error()  # the load report lists the (expected) new policy weights
     transformers.logging.disable_progress_bar()
-    path = default_backbone()
+    path = path or default_backbone()
     plain = transformers.AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
     tr = TRBertModel.from_pretrained(path, attn_implementation="sdpa").eval()
     return plain, tr
@@ -233,12 +234,16 @@ def run(
     progress: bool = True,
     device: str = "cpu",
     dtype: str = "float32",
+    backbone: str | None = None,
 ) -> dict:
-    """Measure every (n, batch) shape on MiniLM and return the report (see `write_json`)."""
+    """Measure every (n, batch) shape on MiniLM (or the encoder in `backbone`) and return the report
+    (see `write_json`)."""
     torch.set_num_threads(threads)
     where = torch.device(device)
     gpu = torch.cuda.get_device_name(where) if where.type == "cuda" else None
-    plain, tr = (model.to(device=where, dtype=getattr(torch, dtype)) for model in load_minilm())
+    plain, tr = (model.to(device=where, dtype=getattr(torch, dtype)) for model in load_minilm(backbone))
+    model_name = MODEL_NAME if backbone is None else os.path.basename(os.path.normpath(backbone))
+    cls_id, sep_id = (0, 2) if tr.config.backbone in ("roberta", "mpnet") else (101, 102)
     extra = {"device": gpu or "cpu", "dtype": dtype, "cpu_isa": isa_id()}
     settings = default_settings()
     shapes = [(n, b, repeats if b == 1 else batched_repeats) for n in lengths for b in batch_sizes]
@@ -246,8 +251,9 @@ def run(
     with tqdm(total=sum(r + 1 for _, _, r in shapes), desc="rounds", unit="round", disable=not progress) as bar:
         for n, b, r in shapes:
             bar.set_postfix_str(f"n={n} batch={b}")
-            ids, mask = (x.to(where) for x in random_batch(n, b, seed=seed))
-            records += measure(plain, tr, ids, mask, settings, r, on_round=lambda: bar.update(1), extra=extra)
+            ids, mask = (x.to(where) for x in random_batch(n, b, seed=seed, cls_id=cls_id, sep_id=sep_id))
+            records += measure(plain, tr, ids, mask, settings, r, on_round=lambda: bar.update(1), extra=extra,
+                               model_name=model_name)
     return {
         "benchmark": BENCHMARK,
         "command": command,
@@ -300,13 +306,17 @@ def speed_markdown_table(records: Sequence[dict]) -> str:
 
 
 def section_name(report: dict) -> str:
-    """The results page's section of a report: "speed" (CPU, fp32), else e.g. "speed-cuda-bfloat16"."""
+    """The results page's section of a report: "speed" (MiniLM, CPU, fp32), else e.g. "speed-cuda-bfloat16"
+    or "speed-all-mpnet-base-v2"."""
     device, dtype = _device_and_dtype(report)
-    return "speed" if (device, dtype) == ("cpu", "float32") else f"speed-{'cpu' if device == 'cpu' else 'cuda'}-{dtype}"
+    model = report["records"][0].get("model", MODEL_NAME) if report["records"] else MODEL_NAME
+    name = "speed" if (device, dtype) == ("cpu", "float32") else f"speed-{'cpu' if device == 'cpu' else 'cuda'}-{dtype}"
+    return name if model == MODEL_NAME else f"{name}-{model}"
 
 
-def default_json(device: str, dtype: str) -> str:
-    return DEFAULT_JSON if (device, dtype) == ("cpu", "float32") else f"docs/results/speed_minilm_{device}_{dtype}.json"
+def default_json(device: str, dtype: str, model: str = MODEL_NAME) -> str:
+    name = DEFAULT_JSON if (device, dtype) == ("cpu", "float32") else f"docs/results/speed_minilm_{device}_{dtype}.json"
+    return name if model == MODEL_NAME else name.replace("speed_minilm", f"speed_{model}")
 
 
 def _device_and_dtype(report: dict) -> tuple[str, str]:
@@ -320,8 +330,9 @@ def markdown_section(report: dict, repeats: int, batched_repeats: int) -> str:
     device, dtype = _device_and_dtype(report)
     name = section_name(report)
     where = "CPU" if device == "cpu" else device
+    model = report["records"][0].get("model", MODEL_NAME) if report["records"] else MODEL_NAME
     return f"""<!-- {name}:begin -->
-## Speed: {MODEL_NAME} on {where}{"" if dtype == "float32" else f", {dtype}"}
+## Speed: {model} on {where}{"" if dtype == "float32" else f", {dtype}"}
 
 Wall-clock against ideal speed-up of token reduction over the plain Hugging Face model
 (SDPA attention, {dtype}, `torch.inference_mode`), on random token ids. Batches of 1 hold one

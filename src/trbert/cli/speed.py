@@ -20,7 +20,8 @@ examples:
   trbert speed                   # the results page's speed section: n = 512 and 128, batch 1 and 32
   trbert speed --quick --out-json /tmp/speed.json --results-md /tmp/speed.md
   trbert speed --lengths 256 --batch-sizes 1 8 --threads 1
-  trbert speed --device cuda --dtype bfloat16 --lengths 512 --batch-sizes 1 32 128 256"""
+  trbert speed --device cuda --dtype bfloat16 --lengths 512 --batch-sizes 1 32 128 256
+  trbert speed --backbone all-mpnet-base-v2 --lengths 512"""
 
 
 def add(subparsers):
@@ -36,6 +37,8 @@ def add(subparsers):
                    help="timed rounds at larger batch sizes (default: 4; 3 with --quick)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tokens and lengths (default: 0)")
     p.add_argument("--quick", action="store_true", help="smoke run: n=128 only, 3 rounds")
+    p.add_argument("--backbone", metavar="DIR", help="the encoder to time: a folder, or all-mpnet-base-v2 "
+                                                     "(`trbert backbone`) (default: the embedded MiniLM)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both models run (default: cpu)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="both models' precision (default: float32)")
@@ -58,6 +61,9 @@ def run_speed(args) -> int:
 
         if not torch.cuda.is_available():
             raise CommandError("--device cuda: no CUDA device here (torch sees none)")
+    from .common import resolve_backbone
+
+    backbone = resolve_backbone(args.backbone) if args.backbone else None
     lengths = args.lengths or ([128] if args.quick else [512, 128])
     repeats = args.repeats or (3 if args.quick else 7)
     batched_repeats = args.batched_repeats or (3 if args.quick else 4)
@@ -72,8 +78,9 @@ def run_speed(args) -> int:
         progress=not args.no_progress,
         device=args.device,
         dtype=args.dtype,
+        backbone=backbone,
     )
-    out_json = args.out_json or speed.default_json(args.device, args.dtype)
+    out_json = args.out_json or speed.default_json(args.device, args.dtype, report["records"][0].get("model", speed.MODEL_NAME))
     print(speed.text_table(report["records"]))
     write_json(out_json, report)
     speed.update_results_md(args.results_md, speed.markdown_section(report, repeats, batched_repeats))
