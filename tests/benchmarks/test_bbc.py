@@ -138,3 +138,21 @@ def test_verdicts_read_the_targets_off_the_records():
     assert lines[1] == ("- No TR-BERT model is within 0.5 points of the full model at 4x FLOPs or more and 3.5x wall "
                         "clock or more at batch 1 and 32. As accurate and as cheap in FLOPs, but slower: TR-BERT, "
                         "alpha=1 (3.00x at batch 1, 6.00x at batch 32).")
+
+
+def test_seed_summary_says_what_held_across_seeds():
+    def report(seed_shift, budget_test):
+        records = [{**_record("full", "fine-tuned", 1.0, 0.97), "accuracy_diff": 0.0}]
+        records += [{**_record("truncation", f"first {n} tokens", x, a), "accuracy_diff": a - 0.97}
+                    for n, x, a in [(32, 4.0, 0.93), (64, 2.0, 0.96)]]
+        for alpha, x, a in [(0.5, 2.5 + seed_shift, 0.968), (1.0, 4.5, 0.95 + seed_shift / 100)]:
+            records.append({**_record("tr (reduction at layers 0,3)", f"alpha={alpha:g}", x, a), "accuracy_diff": a - 0.97})
+        budget = {"max_drop": 1.0, "chosen": {"alpha": 0.5, "validation_drop": 0.3, "test_drop": budget_test}}
+        return {"records": records, "budget": budget}
+
+    table, lines = recipe.seed_summary([report(0.0, 0.2), report(1.0, -0.4)])
+    assert "| TR-BERT (reduction at layers 0,3) | alpha=0.5 | 2 | -0.20 [-0.20, -0.20] | 3.00x [2.50x, 3.50x] |" in table
+    assert lines[0] == ("- TR-BERT (reduction at layers 0,3): at or above truncation from 2x to 5x FLOPs in 2 of 2 seeds; "
+                        "its fastest model within 0.5 points of the full model, per seed: 2.50x, 3.50x.")
+    assert "alpha=0.5 (0.30 points below the full model on validation, 0.40 points above the full model on test)" in lines[1]
+    assert lines[1].endswith("validation and test differ by 0.70 points at most.")

@@ -524,6 +524,100 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     return records
 
 
+def run_seeds(preset_name: str, seeds: list[int], data: str = "bbc", report: bool = False, progress: bool = True,
+              command: str | None = None, **options) -> list[dict]:
+    """The main job once per training seed (run folders `runs/<data>-<preset>-s<seed>`; the data split
+    is the same for all), then what holds across the seeds (`seed_summary`): printed, and with
+    `report` the section "<data>-<preset>-seeds" of docs/RESULTS.md and its JSON file."""
+    corpus = CORPORA[data]
+    reports = []
+    for seed in seeds:
+        run_dir = Path(f"runs/{corpus.slug}-{preset_name}-s{seed}")
+        print(f"seed {seed}: {run_dir}", flush=True)
+        run(preset_name, run_dir=str(run_dir), seed=seed, data=data, progress=progress, **options)
+        reports.append(json.loads((run_dir / "results.json").read_text()))
+    table, lines = seed_summary(reports)
+    print(table)
+    print("\n".join(lines))
+    if report:
+        key = f"{corpus.slug}-{preset_name}-seeds"
+        command = command or shlex.join(["trbert", "run", "--preset", preset_name, "--seeds", *map(str, seeds)])
+        evaluation.write_results_json(Path("docs/results") / f"{key.replace('-', '_')}.json", key, command,
+                                      [r for rep in reports for r in rep["records"]],
+                                      seeds={str(seed): rep.get("budget") for seed, rep in zip(seeds, reports)})
+        preset = presets(data)[preset_name]
+        section = "\n".join([
+            f"<!-- {key}:begin -->",
+            f"## {corpus.title}: the placements of the reduction steps over {len(seeds)} seeds ({preset_name} preset)",
+            "",
+            f"The {preset_name} preset (max length {preset.max_length}) trained once per seed ({', '.join(map(str, seeds))}: "
+            "the fine-tune, the policies and the joint stages all draw from it; the data split is the same), "
+            "each run measured as the main job measures it. Per TR model: the accuracy difference to that "
+            "seed's full model on the whole test split, and the FLOPs speed-up, as mean [lowest, highest] over the "
+            "seeds; then per placement what held in how many seeds.",
+            "",
+            *provenance(command, evaluation.machine()),
+            "",
+            table,
+            "",
+            *lines,
+            f"<!-- {key}:end -->",
+        ])
+        update_section("docs/RESULTS.md", key, section)
+    return reports
+
+
+def seed_summary(reports: list[dict]) -> tuple[str, list[str]]:
+    """Across runs of one preset with different seeds (their results files): per TR model, the accuracy
+    difference and FLOPs speed-up (mean and range); per placement, in how many seeds its sweep was at or
+    above truncation from 2x to 5x FLOPs, and its fastest model within 0.5 points of the full model;
+    with the budget choices (`--max-drop`), how far validation and test agreed."""
+    batch = max(r["batch_size"] for r in reports[0]["records"])
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for rep in reports:
+        for r in rep["records"]:
+            if r["batch_size"] == batch and (r["method"] == "tr" or r["method"].startswith("tr (")):
+                rows.setdefault((r["method"], r["setting"]), []).append(r)
+
+    def spread(values, fmt):
+        return f"{fmt(sum(values) / len(values))} [{fmt(min(values))}, {fmt(max(values))}]"
+
+    table = markdown_table([(m, st, rs) for (m, st), rs in rows.items()], [
+        ("method", ":--", lambda row: display_name(row[0])), ("setting", ":--", lambda row: row[1]),
+        ("seeds", "--:", lambda row: str(len(row[2]))),
+        ("diff vs full, points", ":--", lambda row: spread([100 * r["accuracy_diff"] for r in row[2]], lambda v: f"{v:+.2f}")),
+        ("FLOPs speed-up", ":--", lambda row: spread([r["flops_speedup"] for r in row[2]], lambda v: f"{v:.2f}x")),
+    ])
+    lines = []
+    for method in dict.fromkeys(m for m, _ in rows):
+        above, fastest = 0, []
+        for rep in reports:
+            said = " ".join(verdicts([r for r in rep["records"] if r["method"] in (method, "truncation", "full")]))
+            above += "is at or above truncation" in said
+            good = [r["flops_speedup"] for r in rep["records"] if r["method"] == method and r["batch_size"] == batch
+                    and r["accuracy"] >= r["full_accuracy"] - 0.005 - 1e-9]
+            fastest.append(f"{max(good):.2f}x" if good else "none")
+        lines.append(f"- {display_name(method)}: at or above truncation from 2x to 5x FLOPs in {above} of "
+                     f"{len(reports)} seeds; its fastest model within 0.5 points of the full model, per seed: "
+                     f"{', '.join(fastest)}.")
+    budgets = [rep.get("budget") for rep in reports if rep.get("budget") and rep["budget"].get("chosen")]
+    if budgets:
+        gaps = [abs(b["chosen"]["test_drop"] - b["chosen"]["validation_drop"]) for b in budgets if "test_drop" in b["chosen"]]
+        kept = "; ".join(f"alpha={b['chosen']['alpha']:g} ({_below(b['chosen']['validation_drop'])} on validation, "
+                         f"{_below(b['chosen'].get('test_drop'))} on test)" for b in budgets)
+        lines.append(f"- Trained to a budget (--max-drop {budgets[0]['max_drop']:g}), the model kept per seed: {kept}; "
+                     f"validation and test differ by {max(gaps, default=float('nan')):.2f} points at most.")
+    return table, lines
+
+
+def _below(drop: float | None) -> str:
+    """Points below the full model in words (a negative drop is above it)."""
+    if drop is None:
+        return "not measured"
+    return "level with the full model" if abs(drop) < 1e-9 else (
+        f"{drop:.2f} points below the full model" if drop > 0 else f"{-drop:.2f} points above the full model")
+
+
 def _precision(preset: Preset) -> str:
     """How the preset's stages train, when not in the checkpoint's fp32 with its own dropout."""
     stages = [preset.finetune, preset.policy, preset.joint] + ([preset.capped_stage] if preset.capped else [])

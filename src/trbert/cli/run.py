@@ -32,7 +32,8 @@ examples:
   trbert run --preset full --report            # full preset; also updates docs/RESULTS.md
   trbert run --alphas 0.5 1 2 --run-dir runs/sweep
   trbert run --data 20newsgroups               # the recipe on 20 Newsgroups
-  trbert run --data 20newsgroups --max-drop 1  # ... and the fastest model within 1 point"""
+  trbert run --data 20newsgroups --max-drop 1  # ... and the fastest model within 1 point
+  trbert run --preset compare --seeds 0 1 2 --max-drop 1 --report   # both placements, three seeds"""
 
 
 def add(subparsers):
@@ -47,6 +48,9 @@ def add(subparsers):
                    help="where stages and reports go (default: runs/bbc-PRESET, runs/20news-PRESET)")
     p.add_argument("--alphas", type=non_negative_float, nargs="+", metavar="A",
                    help="length-penalty weights to train (default: the preset's)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="run once per training seed into runs/<data>-PRESET-s<S>, then summarise what held "
+                        "across them (with --report: its own section of docs/RESULTS.md)")
     p.add_argument("--max-drop", type=non_negative_float, metavar="P",
                    help="also train to an accuracy budget: of the preset's sweep, keep the fastest model within P "
                         "points of the full model on the validation split, and report its test figures")
@@ -62,6 +66,12 @@ def run_recipe(args) -> int:
     if preset not in PRESETS[args.data]:
         raise CommandError(f"--preset {preset}: --data {args.data} has the presets {', '.join(PRESETS[args.data])}")
     start_job(args)
+    if args.seeds:
+        if args.run_dir is not None:
+            raise CommandError("--seeds writes one run folder per seed (runs/<data>-PRESET-s<S>): leave out --run-dir")
+        bbc.run_seeds(preset, args.seeds, data=args.data, report=args.report, progress=not args.no_progress,
+                      command=args.command_line, backbone=args.backbone, alphas=args.alphas, max_drop=args.max_drop)
+        return 0
     bbc.run(preset, data=args.data, max_drop=args.max_drop, run_dir=args.run_dir, backbone=args.backbone, alphas=args.alphas, seed=args.seed,
                report_dir="docs/results" if args.report else None,
                results_md="docs/RESULTS.md" if args.report else None,
