@@ -237,6 +237,7 @@ class TRBertModel(TRBertPreTrainedModel):
         sample: bool | None = None,
         keep_actions: list[torch.Tensor] | None = None,
         step_states: bool = False,
+        graph: bool = False,
         **kwargs,
     ) -> TRBertModelOutput:
         r"""
@@ -248,10 +249,12 @@ class TRBertModel(TRBertPreTrainedModel):
         sample: sample the keep actions from the policy probabilities (default: in training mode).
         keep_actions: one `[B, n]` bool tensor per step: the decisions to apply (at original positions).
         step_states: also return the hidden states entering each reduction step (masked mode only).
+        graph: removal without reading anything back to the host, for a traced graph (`trbert.deployment.
+            export_onnx`); the same decisions and outputs as removal (inference only).
         """
         attention_mask = _check_inputs(self.config, input_ids, attention_mask, inputs_embeds)
-        masked = self.training and self.encoder.strategy.samples if masked is None else masked
-        sample = self.training if sample is None else sample
+        masked = self.training and self.encoder.strategy.samples and not graph if masked is None else masked
+        sample = self.training and not graph if sample is None else sample
         segment = None
         length = attention_mask.shape[1]
         if length > self.config.segment_length:  # a long document: segments with their own positions
@@ -277,6 +280,7 @@ class TRBertModel(TRBertPreTrainedModel):
             keep_actions=keep_actions,
             step_states=step_states,
             segment=segment,
+            graph=graph,
         )
         pooled = self.pooler(result.last_hidden_state) if self.pooler is not None else None
         return TRBertModelOutput(
@@ -306,9 +310,9 @@ class TRBertForSequenceClassification(TRBertPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                inputs_embeds=None, labels=None, masked=None, sample=None, keep_actions=None, **kwargs):
+                inputs_embeds=None, labels=None, masked=None, sample=None, keep_actions=None, graph=False, **kwargs):
         outputs = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            restore=False, masked=masked, sample=sample, keep_actions=keep_actions)
+                            restore=False, masked=masked, sample=sample, keep_actions=keep_actions, graph=graph)
         if self.config.backbone in HEAD_ON_FIRST_TOKEN:
             logits = self.classifier(outputs.last_hidden_state)
         else:
@@ -343,9 +347,9 @@ class TRBertForQuestionAnswering(TRBertPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, masked=None, sample=None,
-                keep_actions=None, **kwargs):
+                keep_actions=None, graph=False, **kwargs):
         outputs = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                            restore=True, masked=masked, sample=sample, keep_actions=keep_actions)
+                            restore=True, masked=masked, sample=sample, keep_actions=keep_actions, graph=graph)
         logits = self.qa_outputs(outputs.last_hidden_state)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
         loss = None
@@ -373,14 +377,14 @@ class TRBertForTokenClassification(TRBertPreTrainedModel):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
                 inputs_embeds=None, labels=None, masked=None, sample=None, keep_actions=None, exit_logits=False,
-                **kwargs):
+                graph=False, **kwargs):
         r"""exit_logits: also return the early-exit classifiers' logits at every step, for every token
         (masked mode; for training them)."""
         if exit_logits and self.config.selection != "early_exit":
             raise ValueError("exit_logits needs a model with selection='early_exit'")
         outputs = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                             restore=True, masked=masked, sample=sample, keep_actions=keep_actions,
-                            step_states=exit_logits)
+                            step_states=exit_logits, graph=graph)
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         if outputs.exited is not None:  # early exit: a token that left is labelled where it left
             logits = torch.where(outputs.exited[..., None], outputs.exit_predictions.to(logits.dtype), logits)

@@ -9,6 +9,10 @@ One encoder serves every head. It runs in one of two modes:
 * masked (training): the batch stays one [B, n, d] tensor; skipped tokens are removed from
   the keys of later layers and their states are frozen. For the same decisions this equals
   removal; it lets the keep actions be sampled and returns their log-probabilities.
+* graph (export): removal written without reading anything back to the host, so that a traced
+  graph (ONNX) holds it for any input: after each step every example's kept tokens move to the
+  front and the batch shrinks to the most any example keeps (at batch 1, exactly its kept tokens);
+  attention masks the rest. The same decisions as removal.
 
 Padding is never kept; position 0 ([CLS] / <s>) always is. Every decision is made per
 example, so an example's outputs do not depend on the rest of its batch.
@@ -129,8 +133,7 @@ class TRBertEncoder(nn.Module):
             if proposal.prob is not None:
                 p = proposal.prob.clamp(_EPS, 1 - _EPS)
                 token_lp = torch.where(keep, p.log(), (1 - p).log()).masked_fill(forced, 0.0)
-                log_prob = torch.zeros(len(tokens.counts), dtype=token_lp.dtype, device=token_lp.device)
-                log_prob = log_prob.index_add(0, tokens.example, token_lp)
+                log_prob = token_lp.new_zeros(tokens.counts.shape[0]).scatter_add(0, tokens.example, token_lp)
             return keep, log_prob, proposal.prediction
         # Deterministic decisions: the proposal, always-kept tokens, then the per-example budget.
         keep = proposal.keep | forced
@@ -251,9 +254,10 @@ class TRBertEncoder(nn.Module):
         keep_actions: list[torch.Tensor] | None = None,
         step_states: bool = False,
         segment: torch.Tensor | None = None,
+        graph: bool = False,
     ) -> EncoderResult:
         """`segment`: [B, n] the segment of each token of a long document: until the first reduction
-        step, attention stays within a segment (removal mode only)."""
+        step, attention stays within a segment (removal mode only). `graph`: the export mode (inference)."""
         if keep_actions is not None and len(keep_actions) != len(self.config.reduction_layers):
             raise ValueError(
                 f"keep_actions has {len(keep_actions)} entries but the model has "
@@ -261,6 +265,11 @@ class TRBertEncoder(nn.Module):
             )
         if masked and segment is not None:
             raise ValueError("long inputs (segments) run in removal mode only")
+        if graph:
+            if masked or sample or keep_actions is not None or step_states or segment is not None:
+                raise ValueError("graph mode (export) runs inference alone: the model's own decisions, no "
+                                 "sampling, masking, given actions, step states or long inputs")
+            return self._forward_graph(hidden_states, attention_mask.bool(), input_ids, restore)
         if masked:
             return self._forward_masked(hidden_states, attention_mask.bool(), input_ids, restore, sample, keep_actions,
                                         step_states)
@@ -334,6 +343,46 @@ class TRBertEncoder(nn.Module):
             out[example, rank] = h
         return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob, None, *(exits or (None, None)))
 
+    def _forward_graph(self, hidden, mask, input_ids, restore):
+        """Removal without host read-backs (see the module's docstring): states [B, m, d] whose first
+        `present.sum(1)` slots hold each example's tokens, in order, with their original positions."""
+        B, n, d = hidden.shape
+        length = mask.sum(1)
+        h, present = hidden, mask
+        position = torch.arange(n, device=hidden.device).expand(B, n)
+        out = hidden.clone() if restore else None
+        steps = self.config.reduction_layers
+        kept = []
+        exits = None
+        for i, layer in enumerate(self.layer):
+            if i in steps:
+                example, slot = present.nonzero(as_tuple=True)
+                counts = present.sum(1)
+                token_position = position[example, slot]
+                tokens = Tokens(h[example, slot], example, token_position, slot, counts, length)
+                keep, _, prediction = self._select(steps.index(i), tokens, input_ids, None, False)
+                if restore:
+                    out = out.index_put((example, token_position), tokens.hidden)
+                    exits = _record_exits(exits, prediction, ~keep, example, token_position, (B, n))
+                grid = torch.zeros_like(present).index_put((example, slot), keep)
+                counts = grid.sum(1)
+                width = h.shape[1]
+                # Each example's kept slots first, in order: the largest keys, and top-k sorts them.
+                key = torch.where(grid, (width - torch.arange(width, device=h.device)).to(h.dtype), -1.0)
+                order = torch.topk(key, counts.max(), dim=1).indices
+                h = torch.gather(h, 1, order[..., None].expand(-1, -1, d))
+                position = torch.gather(position, 1, order)
+                present = torch.arange(order.shape[1], device=h.device)[None] < counts[:, None]
+                kept.append(counts)
+            h = layer(h, self._layer_mask(h, present, position))
+        if restore:
+            example, slot = present.nonzero(as_tuple=True)
+            out = out.index_put((example, position[example, slot]), h[example, slot])
+        else:
+            out = h * present[..., None].to(h.dtype)  # the kept tokens first, zeros after them
+        kept = torch.stack(kept, 1) if kept else length.new_zeros(B, 0)
+        return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], None, None, *(exits or (None, None)))
+
     def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions, step_states=False):
         B, n, _ = hidden.shape
         length = mask.sum(1)
@@ -401,20 +450,23 @@ def _record_exits(exits, prediction, leaving, example, position, shape):
 
 def ranks_within_examples(example: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Index of each packed token within its example (tokens are grouped by example, in order; `counts`:
-    [B] tokens of each example)."""
-    if len(counts) == 1:
-        return torch.arange(len(example), device=example.device)
+    [B] tokens of each example). Sizes are read from shapes, so that a traced graph keeps them."""
+    if counts.shape[0] == 1 and not torch.jit.is_tracing():
+        return torch.arange(example.shape[0], device=example.device)
     offsets = torch.cumsum(counts, 0) - counts
-    return torch.arange(len(example), device=example.device) - offsets.to(example.device)[example]
+    return torch.arange(example.shape[0], device=example.device) - offsets.to(example.device)[example]
 
 
 def _rank_within_example(key: torch.Tensor, tokens: Tokens) -> torch.Tensor:
     """Rank of each token by `key` (descending) among the tokens of its example."""
-    by_key = torch.argsort(key, descending=True, stable=True)
-    # Tokens grouped by example, by key within each (one example: the order by key is that order).
-    order = by_key if len(tokens.counts) == 1 else by_key[torch.argsort(tokens.example[by_key], stable=True)]
-    rank = torch.empty_like(order)
-    rank[order] = ranks_within_examples(tokens.example[order], tokens.counts)
+    tracing = torch.jit.is_tracing()  # ONNX sorts without a stable option; ties are the only difference
+    by_key = torch.argsort(key, descending=True) if tracing else torch.argsort(key, descending=True, stable=True)
+    if tokens.counts.shape[0] == 1 and not tracing:
+        order = by_key  # one example: the order by key is the order
+    else:  # grouped by example, by key within each: one sort on (example, place by key), all distinct
+        place = torch.empty_like(by_key).scatter_(0, by_key, torch.arange(by_key.shape[0], device=key.device))
+        order = torch.argsort(tokens.example * by_key.shape[0] + place)
+    rank = torch.empty_like(order).scatter_(0, order, ranks_within_examples(tokens.example[order], tokens.counts))
     return rank
 
 

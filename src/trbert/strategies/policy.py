@@ -41,8 +41,7 @@ class PolicyStrategy(KeepStrategy):
                              "PolicyStrategy needs a model made with selection='policy'")
         prob = policy(tokens.hidden)
         if config.keep_rule == "expected":
-            expected = torch.zeros(len(tokens.counts), dtype=prob.dtype, device=prob.device)
-            expected = expected.index_add(0, tokens.example, prob)
+            expected = prob.new_zeros(tokens.counts.shape[0]).scatter_add(0, tokens.example, prob)
             budget = torch.clamp(torch.round(expected).long(), min=1)
             return StepProposal(keep=torch.ones_like(prob, dtype=torch.bool), score=prob, prob=prob, budget=budget)
         return StepProposal(keep=prob >= config.keep_threshold, score=prob, prob=prob)
