@@ -25,6 +25,7 @@ _EXPORTS = {
     "TRBertForTokenClassification": "modeling",
     "TRBertModel": "modeling",
     "TRBertPreTrainedModel": "modeling",
+    "OnnxTRModel": "deployment",
     "QuestionAnsweringPipeline": "pipelines",
     "train_to_budget": "budget",
     "AttentionTopKStrategy": "strategies",

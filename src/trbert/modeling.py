@@ -158,7 +158,7 @@ def _trbert_config(path: str, source, kwargs: dict):
     return TRBertConfig.from_dict({**values, **overrides}), kwargs
 
 
-def _check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds):
+def check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds):
     """Clear errors for inputs the model cannot take, before anything runs."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids or inputs_embeds")
@@ -252,7 +252,7 @@ class TRBertModel(TRBertPreTrainedModel):
         graph: removal without reading anything back to the host, for a traced graph (`trbert.deployment.
             export_onnx`); the same decisions and outputs as removal (inference only).
         """
-        attention_mask = _check_inputs(self.config, input_ids, attention_mask, inputs_embeds)
+        attention_mask = check_inputs(self.config, input_ids, attention_mask, inputs_embeds)
         masked = self.training and self.encoder.strategy.samples and not graph if masked is None else masked
         sample = self.training and not graph if sample is None else sample
         segment = None

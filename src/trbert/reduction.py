@@ -78,7 +78,9 @@ class TRBertEncoder(nn.Module):
             return None
         relative = key_position[..., None, :] - query_position[..., :, None]
         bucket = MPNetEncoder.relative_position_bucket(relative, num_buckets=self.config.relative_attention_num_buckets)
-        return self.relative_attention_bias(bucket).movedim(-1, -3)
+        values = self.relative_attention_bias(bucket)  # [..., Lq, Lk, H]
+        rank = values.dim()
+        return values.permute(*range(rank - 3), rank - 1, rank - 3, rank - 2)  # (no negative axes: ONNX)
 
     def fuse_query_key_value(self) -> None:
         """Give each layer one stacked query/key/value projection (`self.qkv`), used where queries, keys

@@ -57,8 +57,6 @@ def test_onnx_errors_name_the_file_and_the_fix(tmp_path):
     corrupt.write_bytes(os.urandom(64) + b"not a protobuf")
     with pytest.raises(ValueError, match=r"corrupt\.onnx.*export it again"):
         OnnxClassifier(corrupt)
-    with pytest.raises(TypeError, match="plain transformers"):
-        export_onnx(trbert.TRBertForSequenceClassification(tiny_config(num_labels=3)), tmp_path / "tr.onnx")
 
 
 def test_failed_export_leaves_no_file(tmp_path, monkeypatch):

@@ -1,10 +1,21 @@
-"""ONNX export of a plain transformers sequence classifier (fp32 or int8), run by ONNX Runtime.
+"""ONNX export, run by ONNX Runtime: plain transformers classifiers, and TR models with their policies,
+keep rule, budget and the removal of skipped tokens inside the graph (fp32 or int8).
 
     export_onnx(plain_classifier, "model.onnx")
     quantize_onnx_int8("model.onnx", "model.int8.onnx")
     logits = OnnxClassifier("model.int8.onnx", threads=2)(trbert.encode(tokenizer, texts))
+
+    export_folder(tr_model, tokenizer, "exported/")          # model.onnx, config.json, tokenizer
+    out = OnnxTRModel.from_pretrained("exported/")(**trbert.encode(tokenizer, texts))
+    out.logits, out.kept_lengths
+
+A TR model is exported in its graph mode (`TRBertModel.forward(graph=True)`): after each reduction
+step every example's kept tokens move to the front and the batch shrinks to the most any example keeps,
+so at batch 1 exactly the kept tokens go on, and in a batch the rest are masked; an example's outputs
+never depend on its batch.
 """
 
+import json
 import logging
 import os
 import warnings
@@ -16,76 +27,177 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import atomic_path
+from ..errors import CheckpointError
+from ..io import atomic_folder, atomic_path, write_json
 from ..modeling import TRBertPreTrainedModel
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _EXPORT_ATOL = 1e-4  # |logit difference| accepted between the exported graph and PyTorch (plus 1e-3 relative)
+OPSET = 17  # ScatterElements with a sum (per-example counts) needs 16 or later
+ONNX_FILE, RECORD_FILE = "model.onnx", "trbert-onnx.json"
+# The outputs of each TR head's graph, in order.
+TR_OUTPUTS = {"TRBertForSequenceClassification": ("logits", "kept_lengths"),
+              "TRBertForTokenClassification": ("logits", "kept_lengths"),
+              "TRBertForQuestionAnswering": ("start_logits", "end_logits", "kept_lengths"),
+              "TRBertModel": ("last_hidden_state", "kept_lengths")}
 
 
-def _dummy_inputs(config, device) -> dict[str, torch.Tensor]:
-    """Two examples of different lengths, so the traced graph keeps the padding mask."""
-    n = min(8, config.max_position_embeddings)
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, min(config.vocab_size, 1000), (2, n), generator=gen)
-    mask = torch.ones(2, n, dtype=torch.long)
-    mask[1, n // 2 :] = 0
-    ids[1, n // 2 :] = config.pad_token_id or 0
+def _dummy_inputs(config, device, lengths=None) -> dict[str, torch.Tensor]:
+    """Examples of different lengths (random words, the separator last, right-padded), so the traced graph
+    keeps the padding mask and the general per-example path."""
+    lengths = lengths or [8, 4]
+    n = max(lengths)
+    gen = torch.Generator().manual_seed(len(lengths))
+    ids = torch.randint(5, min(config.vocab_size, 1000), (len(lengths), n), generator=gen)
+    mask = torch.zeros(len(lengths), n, dtype=torch.long)
+    sep = getattr(config, "sep_token_id", None)
+    for b, length in enumerate(lengths):
+        mask[b, :length] = 1
+        ids[b, length:] = config.pad_token_id or 0
+        if sep is not None and sep < config.vocab_size:
+            ids[b, length - 1] = sep
     inputs = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
     return {k: v.to(device) for k, v in inputs.items()}
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int | None = None) -> Path:
-    """Export a plain transformers sequence classifier (e.g. `BertForSequenceClassification`) to ONNX.
+class _Graph(nn.Module):
+    """A TR model's forward in graph mode, its outputs as a tuple (what the exporter traces)."""
 
-    Inputs `input_ids`, `attention_mask`, `token_type_ids` (int64 [batch, sequence], both axes dynamic);
-    output `logits` (float32 [batch, num_labels]). The exported graph is checked against PyTorch before
-    the file is written (atomically: an interrupted export leaves no partial file). Returns the path.
+    def __init__(self, model: TRBertPreTrainedModel, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model, self.outputs = model, outputs
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, graph=True)
+        return tuple(getattr(out, name) for name in self.outputs)
+
+
+def check_exportable(model: TRBertPreTrainedModel) -> None:
+    """A clear error for what a graph cannot hold."""
+    config = model.config
+    name = type(model).__name__
+    if name not in TR_OUTPUTS:
+        raise ValueError(f"{name}: export_onnx exports {', '.join(TR_OUTPUTS)} and plain transformers classifiers")
+    if config.long_input:
+        raise ValueError("a long-input model (long_input=True) is not exported: its segments below the first "
+                         "reduction step depend on the input's length; export it with long_input=False (inputs "
+                         "up to the model's limit)")
+    if config.selection in ("attention_topk", "attention_threshold"):
+        raise ValueError(f"selection={config.selection!r} is not exported: scoring attention received sizes a "
+                         "grid by the batch's longest example on the host; the learned policy exports")
+    if config.skipped_as_keys:
+        raise ValueError("skipped_as_keys=True is not exported (skipped tokens kept as keys need per-example "
+                         "packing); export a model without it")
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int | None = None) -> Path:
+    """Export a plain transformers sequence classifier (e.g. `BertForSequenceClassification`) or a TR model
+    (`TRBertFor...`, `TRBertModel`) to ONNX.
+
+    Inputs `input_ids`, `attention_mask`, `token_type_ids` (int64 [batch, sequence], both axes dynamic).
+    Outputs: `logits` (float32 [batch, num_labels]) for a plain classifier; a TR model's head outputs and
+    `kept_lengths` (int64 [batch, steps]: `TR_OUTPUTS`). The exported graph is checked against PyTorch on
+    inputs other than those it was traced on before the file is written (atomically: an interrupted
+    export leaves no partial file). Returns the path.
     """
-    if isinstance(model, TRBertPreTrainedModel):
-        raise TypeError(
-            "export_onnx exports plain transformers classifiers; a trbert model's token reduction "
-            "(data-dependent kept tokens per example) is not exported: use quantize_int8 for it instead"
-        )
     device = next(model.parameters()).device
-    inputs = _dummy_inputs(model.config, device)
-    axes = {name: {0: "batch", 1: "sequence"} for name in ONNX_INPUTS} | {"logits": {0: "batch"}}
+    tr = isinstance(model, TRBertPreTrainedModel)
+    if tr:
+        check_exportable(model)
+        outputs = TR_OUTPUTS[type(model).__name__]
+        traced = _Graph(model, outputs).eval()
+        inputs = _dummy_inputs(model.config, device, [7, 4, 3])
+        check = _dummy_inputs(model.config, device, [3, 8, 5, 8])
+    else:
+        outputs, traced = ("logits",), model
+        inputs = check = _dummy_inputs(model.config, device)
+    per_token = {"start_logits", "end_logits", "last_hidden_state"}
+    if type(model).__name__ == "TRBertForTokenClassification":
+        per_token.add("logits")
+    axes = {name: {0: "batch", 1: "sequence"} for name in ONNX_INPUTS}
+    axes |= {name: {0: "batch", 1: "sequence"} if name in per_token else {0: "batch"} for name in outputs}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            expected = model(**inputs).logits.float().cpu().numpy()
+            expected = _as_tuple(traced(**check) if tr else (model(**check).logits,))
         with atomic_path(path) as tmp:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
                 # The TorchScript exporter (dynamo=False): fast, needs no onnxscript, and exports SDPA
                 # attention as is; the padding mask stays a graph input (transformers never drops it when tracing).
                 torch.onnx.export(
-                    model, (), tmp, kwargs=inputs, input_names=list(ONNX_INPUTS), output_names=["logits"],
-                    dynamic_axes=axes, opset_version=opset, dynamo=False,
+                    traced, (), tmp, kwargs=inputs, input_names=list(ONNX_INPUTS), output_names=list(outputs),
+                    dynamic_axes=axes, opset_version=opset or OPSET, dynamo=False,
                 )
-            got = OnnxClassifier(tmp, threads=1)({k: v.cpu() for k, v in inputs.items()}).numpy()
-            if not np.allclose(got, expected, rtol=1e-3, atol=_EXPORT_ATOL):
-                diff = float(np.abs(got - expected).max())
-                raise RuntimeError(
-                    f"the exported graph's logits differ from PyTorch's by up to {diff:.2e}; the ONNX file was "
-                    "not written"
-                )
+            _check_parity(tmp, check, expected, outputs)
     finally:
         model.train(was_training)
     return Path(path)
 
 
+def _as_tuple(values) -> tuple[np.ndarray, ...]:
+    return tuple(v.detach().float().cpu().numpy() if v.is_floating_point() else v.detach().cpu().numpy() for v in values)
+
+
+def _check_parity(path, inputs, expected, outputs) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}  # (a model without token types has no token_type_ids)
+    got = session.run(None, {k: v.cpu().numpy() for k, v in inputs.items() if k in names})
+    for name, want, have in zip(outputs, expected, got):
+        if name == "kept_lengths":
+            if not np.array_equal(want, have):
+                raise RuntimeError(f"the exported graph keeps {have.tolist()} tokens where PyTorch keeps "
+                                   f"{want.tolist()}; the ONNX file was not written")
+        elif want.shape != have.shape or not np.allclose(have, want, rtol=1e-3, atol=_EXPORT_ATOL):
+            diff = float(np.abs(have - want).max()) if want.shape == have.shape else float("inf")
+            raise RuntimeError(f"the exported graph's {name} differ from PyTorch's by up to {diff:.2e}; the ONNX "
+                               "file was not written")
+
+
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Write an int8 copy of the ONNX model `src` at `dst` (onnxruntime dynamic quantization: int8
-    weights with one scale per output channel, activations quantized at run time). Returns `dst`."""
+    weights with one scale per output channel, activations quantized at run time). A TR model's policy
+    networks and exit classifiers stay fp32, as in `quantize_int8`: they decide which tokens go on.
+    Returns `dst`."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if not os.path.isfile(src):
         raise FileNotFoundError(f"no ONNX model at {os.fspath(src)!r}: write one with trbert.deployment.export_onnx")
+    graph = onnx.load(os.fspath(src), load_external_data=False).graph
+    deciders = [node.name for node in graph.node if "/policy." in node.name or "/exits." in node.name]
+    deciders += [f"{name}_MatMul" for name in deciders]  # the quantizer first splits a Gemm into MatMul + Add
     with atomic_path(dst) as tmp, _no_preprocess_hint():
-        quantize_dynamic(os.fspath(src), tmp, weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(os.fspath(src), tmp, weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=deciders)
     return Path(dst)
+
+
+def export_folder(model: TRBertPreTrainedModel, tokenizer, out: str | os.PathLike, int8: bool = False) -> Path:
+    """A folder that `OnnxTRModel.from_pretrained` (and `trbert predict` / `trbert eval --model`) runs:
+    model.onnx (int8 with `int8`), the model's config.json and its tokenizer, and trbert-onnx.json (what
+    was exported). Written whole: an interrupted export leaves no folder."""
+    from .. import __version__
+
+    if not isinstance(model, TRBertPreTrainedModel):
+        raise TypeError(f"export_folder exports trbert models, got {type(model).__name__} (export_onnx exports "
+                        "plain classifiers)")
+    check_exportable(model)
+    with atomic_folder(out) as folder:
+        fp32 = folder / (ONNX_FILE if not int8 else "model-fp32.onnx")
+        export_onnx(model, fp32)
+        if int8:
+            quantize_onnx_int8(fp32, folder / ONNX_FILE)
+            fp32.unlink()
+        model.config.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        write_json(folder / RECORD_FILE, {"trbert": __version__, "architecture": type(model).__name__,
+                                          "outputs": list(TR_OUTPUTS[type(model).__name__]),
+                                          "precision": "int8" if int8 else "float32", "opset": OPSET})
+    return Path(out)
 
 
 @contextmanager
@@ -145,3 +257,70 @@ class OnnxClassifier:
                 value = torch.ones_like(ids) if name == "attention_mask" else torch.zeros_like(ids)
             feed[name] = torch.as_tensor(value).detach().cpu().to(torch.int64).numpy()
         return torch.from_numpy(self.session.run(None, feed)[0]).float()
+
+
+class OnnxTRModel:
+    """An exported TR model (`export_folder`, `trbert export`) run by ONNX Runtime on the CPU. Called like the
+    PyTorch model, it returns the same output type with the same fields (`logits` or `start_logits` /
+    `end_logits`, and `kept_lengths`, `kept_fraction`), as torch tensors."""
+
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None):
+        from transformers import AutoConfig
+
+        import onnxruntime as ort
+
+        self.folder = Path(folder)
+        path = self.folder / ONNX_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{self.folder}: no {ONNX_FILE} here; export a model with `trbert export --model "
+                                  f"DIR --out {self.folder}`")
+        try:
+            self.record = json.loads((self.folder / RECORD_FILE).read_text())
+            self.config = AutoConfig.from_pretrained(self.folder)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{self.folder}: not a folder written by trbert export ({type(e).__name__}: {e}); "
+                                  "export it again") from None
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+            raise CheckpointError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e}); it may be "
+                                  "corrupt or half-written: export it again") from None
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, threads: int | None = None) -> "OnnxTRModel":
+        return cls(folder, threads)
+
+    def eval(self):  # what evaluation code calls on a model; a session is always in inference mode
+        return self
+
+    def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+        from .. import modeling
+        from ..configuration import token_limit
+
+        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+            raise TypeError("input_ids must be a 2-D integer tensor [batch, length]: tokenize with "
+                            "return_tensors='pt' (or use trbert.encode)")
+        limit = token_limit(self.config)
+        if input_ids.shape[1] > limit:
+            raise ValueError(f"the input has {input_ids.shape[1]} tokens but the model takes at most {limit}: "
+                             f"tokenize with truncation=True, max_length={limit}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        modeling.check_inputs(self.config, input_ids, attention_mask, None)
+        given = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)}
+        feed = {name: given[name].detach().cpu().to(torch.int64).numpy() for name in self.input_names}
+        values = dict(zip(self.outputs, (torch.from_numpy(v) for v in self.session.run(None, feed))))
+        kept = values.pop("kept_lengths")
+        fraction = kept.double() / attention_mask.sum(1, keepdim=True).cpu().double()
+        output_type = {"TRBertForSequenceClassification": modeling.TRBertSequenceClassifierOutput,
+                       "TRBertForTokenClassification": modeling.TRBertTokenClassifierOutput,
+                       "TRBertForQuestionAnswering": modeling.TRBertQuestionAnsweringOutput,
+                       "TRBertModel": modeling.TRBertModelOutput}[self.record["architecture"]]
+        return output_type(**values, kept_lengths=kept, kept_fraction=fraction.float())

@@ -1,0 +1,119 @@
+"""TR models exported to ONNX with the policies, keep rule, budget and removal in the graph: equal to PyTorch
+(logits and kept lengths) at any batch and length, per example independent of the batch, int8 with the
+policies in fp32, clear errors for what a graph cannot hold and for damaged folders."""
+
+import json
+import os
+
+import onnx
+import pytest
+import torch
+from builders import LENGTHS, spread_policy, tiny_batch, tiny_config, tiny_tokenizer
+
+import trbert
+from trbert.deployment import OnnxTRModel, export_folder, export_onnx
+from trbert.errors import CheckpointError
+
+HEADS = [(trbert.TRBertForSequenceClassification, 3, ("logits",)),
+         (trbert.TRBertForTokenClassification, 3, ("logits",)),
+         (trbert.TRBertForQuestionAnswering, 2, ("start_logits", "end_logits"))]
+BATCHES = [(LENGTHS, 1), ([31], 2), ([12, 12, 12], 3), ([40, 3, 25, 8, 17, 33], 4)]
+
+
+def reducing(cls, num_labels, **overrides):
+    torch.manual_seed(0)
+    return spread_policy(cls(tiny_config(num_labels=num_labels, **overrides)).eval())
+
+
+@pytest.mark.parametrize("overrides", [{}, {"keep_rule": "expected", "max_keep_ratio": 0.4}, {"keep_sep": True}],
+                         ids=["threshold", "expected+budget", "keep_sep"])
+@pytest.mark.parametrize("cls,num_labels,fields", HEADS, ids=lambda x: getattr(x, "__name__", None))
+def test_the_exported_graph_equals_pytorch_at_any_batch(cls, num_labels, fields, overrides, tmp_path):
+    model = reducing(cls, num_labels, **overrides)
+    folder = export_folder(model, tiny_tokenizer(), tmp_path / "exported")
+    assert sorted(os.listdir(folder)) == ["config.json", "model.onnx", "tokenizer.json", "tokenizer_config.json",
+                                          "trbert-onnx.json"]
+    runtime = OnnxTRModel.from_pretrained(folder, threads=1)
+    removed_any = False
+    for lengths, seed in BATCHES:
+        ids, mask = tiny_batch(lengths, seed=seed)
+        with torch.no_grad():
+            want = model(input_ids=ids, attention_mask=mask)
+        got = runtime(input_ids=ids, attention_mask=mask)
+        assert type(got) is type(want) and torch.equal(got.kept_lengths, want.kept_lengths)
+        removed_any |= bool((want.kept_lengths[:, -1] < torch.tensor(lengths)).any())
+        for name in fields:
+            a, b = getattr(got, name), getattr(want, name)
+            if a.dim() >= 2 and a.shape[1] == ids.shape[1]:
+                a, b = a[mask.bool()], b[mask.bool()]
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        # an example alone gets what it gets in the batch
+        alone = runtime(input_ids=ids[:1, :lengths[0]], attention_mask=mask[:1, :lengths[0]])
+        assert torch.equal(alone.kept_lengths, got.kept_lengths[:1])
+        a, b = getattr(alone, fields[0])[0], getattr(got, fields[0])[0]
+        torch.testing.assert_close(a, b[:lengths[0]] if a.dim() and a.shape[0] == lengths[0] else b, atol=1e-5, rtol=0)
+    assert removed_any
+
+
+def test_int8_keeps_the_policies_in_fp32_and_close_decisions(tmp_path):
+    model = reducing(trbert.TRBertForSequenceClassification, 3, keep_rule="expected")
+    folder = export_folder(model, tiny_tokenizer(), tmp_path / "int8", int8=True)
+    assert json.loads((folder / "trbert-onnx.json").read_text())["precision"] == "int8"
+    nodes = onnx.load(str(folder / "model.onnx")).graph.node
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
+    assert not any("/policy." in n.name and "Integer" in n.op_type for n in nodes)
+    ids, mask = tiny_batch([40, 3, 25, 8, 17, 33], seed=4)
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask)
+    got = OnnxTRModel.from_pretrained(folder)(input_ids=ids, attention_mask=mask)
+    assert (got.kept_lengths - want.kept_lengths).abs().max() <= 2
+
+
+def test_mpnet_exports_with_its_position_bias(tmp_path):
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    torch.manual_seed(0)
+    plain = MPNetForSequenceClassification(MPNetConfig(vocab_size=99, hidden_size=32, num_hidden_layers=4,
+                                                       num_attention_heads=2, intermediate_size=64,
+                                                       max_position_embeddings=66, num_labels=3))
+    plain.save_pretrained(tmp_path / "mpnet")
+    model = spread_policy(trbert.TRBertForSequenceClassification.from_pretrained(tmp_path / "mpnet").eval())
+    path = export_onnx(model, tmp_path / "mpnet.onnx")
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path))
+    ids, mask = tiny_batch([30, 9, 17], seed=5)
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask)
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]  # MPNet has no token types
+    logits, kept = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    assert (kept == want.kept_lengths.numpy()).all()
+    torch.testing.assert_close(torch.from_numpy(logits), want.logits, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"long_input": True}, "long-input model"),
+    ({"selection": "attention_topk", "keep_fractions": [0.5, 0.25]}, "selection='attention_topk' is not exported"),
+    ({"skipped_as_keys": True}, "skipped_as_keys=True is not exported"),
+])
+def test_what_a_graph_cannot_hold_gets_a_clear_error(overrides, message, tmp_path):
+    model = trbert.TRBertForSequenceClassification(tiny_config(num_labels=3, **overrides)).eval()
+    with pytest.raises(ValueError, match=message):
+        export_folder(model, tiny_tokenizer(), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_damaged_or_missing_exports_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no model.onnx here; export a model with `trbert export"):
+        OnnxTRModel.from_pretrained(tmp_path)
+    folder = export_folder(reducing(trbert.TRBertForSequenceClassification, 3), tiny_tokenizer(), tmp_path / "e")
+    data = (folder / "model.onnx").read_bytes()
+    (folder / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable ONNX model.*export it again"):
+        OnnxTRModel.from_pretrained(folder)
+    runtime_folder = export_folder(reducing(trbert.TRBertForSequenceClassification, 3), tiny_tokenizer(), tmp_path / "f")
+    runtime = OnnxTRModel.from_pretrained(runtime_folder)
+    with pytest.raises(ValueError, match="takes at most 64"):
+        runtime(input_ids=torch.ones(1, 70, dtype=torch.long))
+    with pytest.raises(ValueError, match="nothing to read"):
+        runtime(input_ids=torch.tensor([[2, 3]]))
