@@ -31,7 +31,7 @@ def examples(help_output: str) -> list[list[str]]:
 
 
 MINIMAL = {"run": [], "train": ["--stage", "all", "--out", "x"], "eval": ["--model", "x"], "predict": ["--model", "x"],
-           "speed": [], "wnut": [], "long": [], "bench": [], "backbone": ["all-mpnet-base-v2"]}
+           "export": ["--model", "x", "--out", "y"], "speed": [], "wnut": [], "long": [], "bench": [], "backbone": ["all-mpnet-base-v2"]}
 
 
 def test_every_command_is_assembled_with_its_own_handler():

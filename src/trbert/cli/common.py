@@ -317,9 +317,14 @@ def place(args, *models):
     import torch
 
     device = default_device()
+    exported = [m for m in models if not isinstance(m, torch.nn.Module)]
+    if exported and (args.dtype != "float32" or device.type != "cpu"):
+        raise CommandError("an exported ONNX model runs on the CPU in the precision it was exported in: leave out "
+                           "--dtype" if args.dtype != "float32" else "an exported ONNX model runs on the CPU here")
     for model in models:
-        model.to(device=device, dtype=getattr(torch, args.dtype))
-    return device
+        if isinstance(model, torch.nn.Module):
+            model.to(device=device, dtype=getattr(torch, args.dtype))
+    return torch.device("cpu") if exported else device
 
 
 ARCHITECTURE_TASKS = {"ForSequenceClassification": "classification", "ForQuestionAnswering": "question-answering",
@@ -354,6 +359,15 @@ def load_model(folder: Path, task: str = "classification", **overrides):
     task = get_task(task)
     config = load_config(folder)
     own, architecture = model_task(config)
+    if is_exported(folder):
+        if overrides:
+            raise CommandError(f"{folder} is an exported ONNX model: it runs as it was exported, with no other "
+                               "settings (compare it with --full-model, the PyTorch full model)")
+        if own is not None and own != task.name:
+            raise CommandError(f"{folder} is a {own} model ({architecture}), not a {task.name} one")
+        from ..deployment import OnnxTRModel
+
+        return OnnxTRModel.from_pretrained(folder)
     if own is not None and own != task.name:
         raise CommandError(f"{folder} is a {own} model ({architecture}), not a {task.name} one: "
                            f"use it with --task {own}, or give a {task.name} model")
@@ -371,6 +385,13 @@ def load_model(folder: Path, task: str = "classification", **overrides):
         raise CheckpointError(f"{folder} lacks {len(missing)} of the model's weights ({', '.join(missing[:3])}"
                               f"{' ...' if len(missing) > 3 else ''}): it is not a trained {task.name} model")
     return model.eval()
+
+
+def is_exported(folder: Path) -> bool:
+    """Whether the folder holds a model exported to ONNX (`trbert export`)."""
+    from ..deployment.onnx import RECORD_FILE
+
+    return (Path(folder) / RECORD_FILE).is_file()
 
 
 def load_classifier(folder: Path, **overrides):

@@ -8,6 +8,7 @@ from .common import (
     label_names,
     load_config,
     load_labelled,
+    is_exported,
     load_model,
     load_task_data,
     load_tokenizer,
@@ -90,6 +91,9 @@ def evaluate(args) -> int:
         full_folder = model_folder(args.full_model, "--full-model")
         full = load_model(full_folder, args.task)
         full_note, full_setting = str(full_folder), "full model"
+    elif is_exported(folder):
+        raise CommandError(f"{folder} is an exported ONNX model: give --full-model (the PyTorch full model, e.g. "
+                           "the finetune folder) to compare it with")
     elif is_tr:
         full_folder = folder
         full = load_model(folder, args.task, keep_threshold=0.0, max_keep_ratio=1.0, keep_rule="threshold")

@@ -299,6 +299,9 @@ class OnnxTRModel:
     def eval(self):  # what evaluation code calls on a model; a session is always in inference mode
         return self
 
+    def to(self, *args, **kwargs):  # a session runs where it was made (the CPU)
+        return self
+
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
         from .. import modeling
         from ..configuration import token_limit

@@ -77,7 +77,9 @@ def model_macs(model, lengths: torch.Tensor, kept_lengths: torch.Tensor | None) 
     """[N] multiply-adds a model executed on examples of the given lengths (see `trbert.cost`)."""
     # A plain model (no kept_lengths) runs every layer on every real token: reduction_cost's full cost.
     # Otherwise the model's current strategy says what its selection cost.
-    strategy = False if kept_lengths is None else model.base_model.encoder.strategy
+    # (An exported model runs the selection of its config: True.)
+    strategy = False if kept_lengths is None else (
+        model.base_model.encoder.strategy if isinstance(model, nn.Module) else True)
     return reduction_cost(model.config, lengths, kept_lengths, strategy=strategy).macs
 
 
