@@ -168,6 +168,7 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     trbert.TRBertForSequenceClassification.from_pretrained(classifier).save_pretrained(tr)
     capped = tmp_path / "capped"
     trbert.TRBertForSequenceClassification.from_pretrained(classifier, max_keep_ratio=0.5).save_pretrained(capped)
+    AutoTokenizer.from_pretrained(classifier).save_pretrained(capped)  # as every stage's folder has it
     folders = {
         "full": classifier,
         "onnx": bench.onnx_models(classifier, tmp_path / "onnx"),
@@ -181,18 +182,26 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
         "capped": {((1,), 1.0, 0.5): capped},
         "main_job": replace(recipe.PRESETS["quick"], max_length=32, truncation=[8]),
     }
+    folders["ort_tr"] = {(1.0, (1,), 0.5): bench.onnx_tr_models(capped, tmp_path / "onnx-tr" / "capped")}
     methods = bench.build_methods(folders, threads=1)
     assert [(m.method, m.setting.split(" (")[0]) for m in methods] == [
         ("full", "fine-tuned, fp32"), ("ort_fp32", "ONNX Runtime"), ("ort_int8", "ONNX Runtime"),
         ("int8", "dynamic int8 linears"), ("truncation", "first 8 tokens"), ("layers", "first 1 layers"),
         ("attention_topk", "keep 0.5, training-free"), ("ltp", "lambda=0.5"), ("tr", "alpha=1"),
         ("tr_int8", "alpha=1"), ("tr", "alpha=1, steps at layers 1, max_keep_ratio=0.5"),
-        ("tr_int8", "alpha=1, steps at layers 1, max_keep_ratio=0.5")]
+        ("tr_int8", "alpha=1, steps at layers 1, max_keep_ratio=0.5"),
+        ("ort_tr", "alpha=1, steps at layers 1, max_keep_ratio=0.5"),
+        ("ort_tr_int8", "alpha=1, steps at layers 1, max_keep_ratio=0.5")]
     test = bags(16, seed=6)
     records = bench.measure(methods, AutoTokenizer.from_pretrained(classifier), list(test["text"]),
                             list(test["label"]), preset, progress=False)
     by = {(r["method"], r["batch_size"]): r for r in records}
     assert by[("ort_fp32", 32)]["accuracy"] == by[("full", 32)]["accuracy"]  # the same model, exported
+    capped_torch, capped_ort = (next(r for r in records if r["method"] == m and r["batch_size"] == 32
+                                     and "max_keep_ratio" in r["setting"]) for m in ("tr", "ort_tr"))
+    assert capped_ort["accuracy"] == capped_torch["accuracy"] and capped_ort["kept_fraction"] == capped_torch["kept_fraction"]
+    assert capped_ort["flops_speedup"] == capped_torch["flops_speedup"]
+    assert "ONNX Runtime TR fp32 at least as fast as PyTorch TR fp32 for" in bench.ort_tr_verdict(records)
     assert by[("ort_fp32", 32)]["flops_speedup"] == 1.0 and by[("int8", 32)]["flops_speedup"] == 1.0
     assert by[("attention_topk", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.05)
     assert by[("layers", 32)]["flops_speedup"] == pytest.approx(2.0, rel=1e-3)  # 1 of 2 layers

@@ -12,6 +12,7 @@ Methods (names as in the results files):
     ltp        a threshold on attention received per step, learned with a soft mask and a length
                penalty (LTP style), then applied as a hard rule with the tokens removed
     tr         TR-BERT (the learned keep policies) at several alphas; tr_int8: the same, int8
+    ort_tr     TR-BERT exported to one ONNX graph (`trbert export`) in ONNX Runtime; ort_tr_int8: int8
 
 Everything a method needs is trained once into the run folder (the main job's stages for the full and
 TR models, `rivals/` for the others), so a re-run only measures. Measurement: accuracy on the whole
@@ -49,6 +50,7 @@ from .report import diff_cell, kept_cell, markdown_table, provenance, save_png, 
 
 BENCHMARK = "bbc_rivals"  # on BBC News; on another data set "<its slug>_rivals"
 TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
+TR_VARIANTS = ("tr", "tr_int8", "ort_tr", "ort_tr_int8")  # TR-BERT as PyTorch and ONNX Runtime run it
 
 
 # ---------------------------------------------------------------------------- presets
@@ -68,6 +70,8 @@ class BenchPreset:
     ltp_steps: int = 100
     ltp_batch_size: int = 8
     ltp_tuned: bool = False  # also a short fine-tune with the hard thresholds in place
+    # TR models also run exported in ONNX Runtime (fp32 and int8): those of these alphas (None: every one)
+    ort_tr_alphas: list[float] | None = None
     timed_b1: int = 32  # articles timed at batch 1
     timed_b32: int = 64  # articles timed at batch 32
     rounds: int = 3  # timing rounds after a warm-up round
@@ -88,7 +92,7 @@ PRESETS = {
         truncation=[32, 64, 128, 256], layers=[1, 2, 3, 4],
         topk=[(0.5, 0.25), (0.35, 0.1), (0.25, 0.06)], topk_tuned=[(0.35, 0.1)],
         tune=StageSettings(epochs=1, learning_rate=3e-5, batch_size=8, max_examples=600),
-        ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True,
+        ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True, ort_tr_alphas=[1.0, 2.0],
         timed_b1=48, timed_b32=96, rounds=3,
     ),
 }
@@ -101,7 +105,7 @@ NEWSGROUPS_PRESETS = {
         truncation=[32, 64, 128], layers=[1, 2, 3, 4],
         topk=[(0.5, 0.25), (0.35, 0.1), (0.25, 0.06)], topk_tuned=[(0.35, 0.1)],
         tune=StageSettings(epochs=1, learning_rate=3e-5, batch_size=8, max_examples=1500),
-        ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True,
+        ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True, ort_tr_alphas=[1.0, 2.0],
         timed_b1=48, timed_b32=96, rounds=3,
     ),
 }
@@ -262,8 +266,36 @@ def prepare(preset: BenchPreset, run_dir: Path, backbone: str, seed: int, progre
                                          rp.max_length, seed, label_names)
     folders["ltp"] = ltp
     folders["onnx"] = onnx_models(full_dir, rivals / "onnx")
+    folders["ort_tr"] = {}
+    for alpha, layers, cap, folder in tr_models(folders):
+        if preset.ort_tr_alphas is None or alpha in preset.ort_tr_alphas:
+            name = f"{'' if layers is None else 'layers-' + '-'.join(map(str, layers)) + '-'}alpha-{alpha:g}" + (
+                "" if cap is None else f"-cap-{cap:g}")
+            folders["ort_tr"][(alpha, layers, cap)] = onnx_tr_models(folder, rivals / "onnx-tr" / name)
     folders["main_job"] = rp
     return folders
+
+
+def tr_models(folders: dict) -> list[tuple]:
+    """(alpha, reduction layers or None, cap or None, folder) of every TR model of the main job's folders."""
+    trs = [(alpha, None, None, folder) for alpha, folder in folders["tr"].items()]
+    trs += [(alpha, layers, None, folder) for (layers, alpha), folder in folders.get("layouts", {}).items()]
+    trs += [(alpha, layers, cap, folder) for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
+    return trs
+
+
+def onnx_tr_models(folder: Path, out: Path) -> dict:
+    """A TR model exported to ONNX (fp32 and int8 folders, `trbert.deployment.export_folder`), once."""
+    from trbert.deployment import export_folder
+
+    exported = {}
+    for kind in ("fp32", "int8"):
+        target = out.with_name(f"{out.name}-{kind}")
+        if not (target / "model.onnx").is_file():
+            model = TRBertForSequenceClassification.from_pretrained(folder).eval()
+            export_folder(model, AutoTokenizer.from_pretrained(folder), target, int8=kind == "int8")
+        exported[kind] = target
+    return exported
 
 
 def onnx_models(full_dir: Path, out: Path) -> dict:
@@ -279,7 +311,7 @@ def onnx_models(full_dir: Path, out: Path) -> dict:
 
 def build_methods(folders: dict, threads: int) -> list[Method]:
     """Every method to measure, the full model first."""
-    from trbert.deployment import OnnxClassifier, quantize_int8
+    from trbert.deployment import OnnxClassifier, OnnxTRModel, quantize_int8
 
     rp = folders["main_job"]
     n = rp.max_length
@@ -304,15 +336,17 @@ def build_methods(folders: dict, threads: int) -> list[Method]:
         thresholds = ", ".join(f"{t:.3g}" for t in model.config.score_thresholds)
         setting = f"lambda={lambda_:g} (thresholds {thresholds})" + (", fine-tuned" if is_tuned else "")
         methods.append(torch_method("ltp", setting, model, n))
-    trs = [(alpha, None, None, folder) for alpha, folder in folders["tr"].items()]
-    trs += [(alpha, layers, None, folder) for (layers, alpha), folder in folders.get("layouts", {}).items()]
-    trs += [(alpha, layers, cap, folder) for (layers, alpha, cap), folder in folders.get("capped", {}).items()]
-    for alpha, layers, cap, folder in trs:
+    for alpha, layers, cap, folder in tr_models(folders):
         model = TRBertForSequenceClassification.from_pretrained(folder)
         where = "" if layers is None else f", steps at layers {','.join(map(str, layers))}"
         where += "" if cap is None else f", max_keep_ratio={cap:g}"
         methods.append(torch_method("tr", f"alpha={alpha:g}{where}", model, n))
         methods.append(torch_method("tr_int8", f"alpha={alpha:g}{where}", quantize_int8(model), n))
+        for kind, exported in folders.get("ort_tr", {}).get((alpha, layers, cap), {}).items():
+            session = OnnxTRModel.from_pretrained(exported, threads=threads)
+            macs = lambda lengths, kept, m=model: evaluation.model_macs(m, lengths, kept)  # noqa: E731
+            methods.append(Method("ort_tr" if kind == "fp32" else "ort_tr_int8", f"alpha={alpha:g}{where}",
+                                  session, macs, n))
     return methods
 
 
@@ -446,7 +480,7 @@ def verdicts(records: list[dict], family: Sequence[str] = TR_FAMILY, low: float 
         tr = [r for r in records if r["method"] in family and r["batch_size"] == batch]
         beaten = []
         for r in records:
-            if (r["batch_size"] != batch or r["method"] in ("tr", "tr_int8", "full")
+            if (r["batch_size"] != batch or r["method"] in TR_VARIANTS + ("full",)
                     or not low <= r["wall_speedup"] <= high):
                 continue
             faster = [t["accuracy"] for t in tr if t["wall_speedup"] >= r["wall_speedup"]]
@@ -477,6 +511,36 @@ def int8_verdict(records: list[dict]) -> str:
             f"ONNX Runtime int8 on the full model: {ort_text}")
 
 
+def ort_tr_verdict(records: list[dict]) -> str:
+    """The ONNX Runtime targets at batch 1: TR int8 in ONNX Runtime >= 12x over the PyTorch fp32 full model
+    within 1 point, and >= 4x over ONNX Runtime int8 on the full model; TR fp32 in ONNX Runtime at least as
+    fast as TR fp32 in PyTorch (the same alpha), at each batch size."""
+    b1 = [r for r in records if r["batch_size"] == 1]
+    if not any(r["method"] == "ort_tr_int8" for r in b1):
+        return "no TR model ran in ONNX Runtime"
+    ort = max((r["wall_speedup"] for r in b1 if r["method"] == "ort_int8"), default=None)
+    ok = [r for r in b1 if r["method"] == "ort_tr_int8" and r["accuracy"] >= r["full_accuracy"] - 0.01]
+    parts = []
+    if ok:
+        best = max(ok, key=lambda r: r["wall_speedup"])
+        over_ort = "" if ort is None else (f", {best['wall_speedup'] / ort:.2f}x ONNX Runtime int8 on the full model "
+                                            f"(target >= 4x: {'met' if best['wall_speedup'] >= 4 * ort else 'not met'})")
+        parts.append(f"batch 1: fastest ONNX Runtime TR + int8 within 1 point: {best['setting']}, "
+                     f"{100 * best['accuracy']:.2f}% at {best['wall_speedup']:.2f}x (target >= 12x: "
+                     f"{'met' if best['wall_speedup'] >= 12 else 'not met'}){over_ort}")
+    else:
+        parts.append("batch 1: no ONNX Runtime TR + int8 model within 1 point of the full model")
+    for batch in sorted({r["batch_size"] for r in records}):
+        pairs = [(r, t) for r in records for t in records if r["batch_size"] == t["batch_size"] == batch
+                 and r["method"] == "ort_tr" and t["method"] == "tr" and r["setting"] == t["setting"]]
+        if pairs:
+            faster = sum(r["wall_speedup"] >= t["wall_speedup"] for r, t in pairs)
+            each = ", ".join(f"{r['wall_speedup']:.2f}x against {t['wall_speedup']:.2f}x" for r, t in pairs)
+            parts.append(f"batch {batch}: ONNX Runtime TR fp32 at least as fast as PyTorch TR fp32 for {faster} of "
+                         f"{len(pairs)} models ({each})")
+    return "; ".join(parts)
+
+
 def table(records: list[dict]) -> str:
     ordered = sorted(records, key=lambda r: (r["batch_size"], r["method"] != "full", -r["wall_speedup"]))
     return markdown_table(ordered, [
@@ -493,7 +557,7 @@ def table(records: list[dict]) -> str:
 
 COLOURS = {"tr": "#d62728", "tr_int8": "#ff7f0e", "truncation": "#1f77b4", "layers": "#9467bd",
            "attention_topk": "#8c564b", "ltp": "#e377c2", "int8": "#2ca02c", "ort_fp32": "#17becf",
-           "ort_int8": "#7f7f7f"}
+           "ort_int8": "#7f7f7f", "ort_tr": "#bcbd22", "ort_tr_int8": "#000000"}
 
 
 def plot(records: list[dict], path: Path, title: str) -> None:
@@ -516,7 +580,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
                             key=lambda r: r["wall_speedup"])
             ys = [100 * p["accuracy"] for p in points]
             front = envelope(points, (m,), batch)
-            style = "-" if m in TR_FAMILY or m == "tr_int8" else "--"
+            style = "-" if m in TR_VARIANTS else "--"
             ax.plot([p["wall_speedup"] for p in front], [100 * p["accuracy"] for p in front], style, marker="o",
                     color=colours[m], label=m, linewidth=2.5 if style == "-" else 1)
             ax.plot([p["wall_speedup"] for p in points], ys, "o", color=colours[m], markersize=4)
@@ -569,8 +633,8 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
         json_path.parent.mkdir(parents=True, exist_ok=True)
         evaluation.write_results_json(json_path, f"{name}_{preset.name}", command, records)
         plot(records, png_path, title)
-    text = "\n".join([table(records), "", *verdicts(records), *verdicts(records, ("tr", "tr_int8")),
-                      "- " + int8_verdict(records)])
+    text = "\n".join([table(records), "", *verdicts(records), *verdicts(records, TR_VARIANTS),
+                      "- " + int8_verdict(records), "- " + ort_tr_verdict(records)])
     (run_path / f"{name}.md").write_text(text + "\n")
     print(text)
     if report:
@@ -603,8 +667,9 @@ def markdown_section(preset: BenchPreset, records: list[dict], command: str, tit
         "TR-BERT against the rivals (wall clock, same batch size; fp32 TR alone, then with its int8 variant):",
         "",
         *verdicts(records),
-        *verdicts(records, ("tr", "tr_int8")),
+        *verdicts(records, TR_VARIANTS),
         "- " + int8_verdict(records),
+        "- " + ort_tr_verdict(records),
         "",
         f"![accuracy against wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
         f"<!-- {key}:end -->",
