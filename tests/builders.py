@@ -242,3 +242,20 @@ RECORDS = [
     {"method": "truncation", "setting": "first 64 tokens", "accuracy": 0.80, "full_accuracy": 0.91,
      "accuracy_diff": -0.11, "ci_low": -0.14, "ci_high": -0.08, "flops_speedup": 2.0, "wall_speedup": None},
 ]
+
+
+def center_policies(model, batch, seed=0):
+    """Random policies whose keep probabilities straddle the threshold: each step's bias puts its median
+    logit on it, so about half the tokens go on at each step, many of them close to the threshold."""
+    gen = torch.Generator().manual_seed(seed)
+    for policy in model.base_model.encoder.policy:
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+        logits = []
+        hook = policy.out.register_forward_hook(lambda module, args, out: logits.append(out.flatten()))
+        with torch.no_grad():
+            model(**batch)
+            policy.out.bias.sub_(logits[0].median())
+        hook.remove()
+    return model

@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from builders import keep_decisions, plain_classifier, relative_error, spread_policy, tiny_batch, tiny_config
+from builders import center_policies, keep_decisions, plain_classifier, relative_error, spread_policy, tiny_batch, tiny_config
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
@@ -109,21 +109,6 @@ def test_quantize_int8_refuses_a_model_off_the_cpu():
 
 
 # ---------------------------------------------------------------------------- the real MiniLM
-def center_policies(model, batch, seed=0):
-    """Random policies whose keep probabilities straddle the threshold: each step's bias puts its median
-    logit on it, so about half the tokens go on at each step, many of them close to the threshold."""
-    gen = torch.Generator().manual_seed(seed)
-    for policy in model.base_model.encoder.policy:
-        with torch.no_grad():
-            for p in policy.parameters():
-                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
-        logits = []
-        hook = policy.out.register_forward_hook(lambda module, args, out: logits.append(out.flatten()))
-        with torch.no_grad():
-            model(**batch)
-            policy.out.bias.sub_(logits[0].median())
-        hook.remove()
-    return model
 
 
 def test_int8_minilm_keeps_nearly_the_same_tokens(minilm):

@@ -117,3 +117,25 @@ def test_damaged_or_missing_exports_are_named(tmp_path):
         runtime(input_ids=torch.ones(1, 70, dtype=torch.long))
     with pytest.raises(ValueError, match="nothing to read"):
         runtime(input_ids=torch.tensor([[2, 3]]))
+
+
+def test_the_real_minilm_exports_equal_to_pytorch(minilm, tmp_path):
+    """The embedded MiniLM with policies centred to keep about half the tokens at each step: the exported
+    graph gives its logits and kept lengths on news-like texts, in fp32; int8 keeps nearly the same tokens."""
+    from builders import center_policies
+    from transformers import AutoTokenizer
+
+    path, batch = minilm
+    model = trbert.TRBertForSequenceClassification.from_pretrained(path, num_labels=5, keep_rule="expected",
+                                                                   reduction_layers=[0, 3]).eval()
+    center_policies(model, batch)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with torch.no_grad():
+        want = model(**batch)
+    fp32 = OnnxTRModel.from_pretrained(export_folder(model, tokenizer, tmp_path / "fp32"))(**batch)
+    assert torch.equal(fp32.kept_lengths, want.kept_lengths)
+    assert (want.kept_lengths[:, 0] < batch["attention_mask"].sum(1)).all()
+    torch.testing.assert_close(fp32.logits, want.logits, atol=1e-4, rtol=0)
+    int8 = OnnxTRModel.from_pretrained(export_folder(model, tokenizer, tmp_path / "int8", int8=True))(**batch)
+    kept = int(want.kept_lengths.sum())
+    assert int((int8.kept_lengths - want.kept_lengths).abs().sum()) <= 0.10 * kept
