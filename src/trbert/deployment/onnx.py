@@ -203,10 +203,12 @@ def export_folder(model: TRBertPreTrainedModel, tokenizer, out: str | os.PathLik
 @contextmanager
 def _no_preprocess_hint():
     """Silence onnxruntime's hint to pre-process the model first (it makes no difference for these
-    graphs), without its `logging.warning` configuring the root logger."""
+    graphs) and its notes on the integer tensors it does not quantize, without its `logging.warning`
+    configuring the root logger."""
 
     def hint(record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Please consider")
+        # also its notes on tensors it leaves alone (a TR graph's token indices are integers)
+        return not record.getMessage().startswith(("Please consider", "Inference failed or unsupported type"))
 
     root = logging.getLogger()
     null = logging.NullHandler()
