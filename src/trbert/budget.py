@@ -86,13 +86,15 @@ def score_candidates(full_dir: str, folders: dict[float, str], validation, max_l
 
 
 def train_to_budget(full_dir: str, train, validation, out_dir: str, max_drop: float, policy, joint,
-                    alphas=DEFAULT_ALPHAS, freeze_policies: bool = False, progress: bool = True, say=print,
+                    alphas=DEFAULT_ALPHAS, freeze_policies: bool = True, progress: bool = True, say=print,
                     **policy_overrides) -> Candidate:
     """Train the policy and joint stages for each alpha from the fine-tuned `full_dir` into
     OUT/alpha-A/{policy,joint}, score them on `validation` and return the kept candidate (`choose`).
 
     `policy`, `joint`: the stages' `trbert.training.StageSettings` (their alpha is set per candidate);
-    `policy_overrides`: config values of the policy stage (`reduction_layers`, `keep_rule`, ...).
+    `policy_overrides`: config values of the policy stage (`reduction_layers`, by default the recipe's,
+    `trbert.configuration.recipe_reduction_layers`; `keep_rule`, ...). `freeze_policies`: the joint stage
+    keeps the policies frozen (the recipe's default for classification) or tunes them too (the paper's).
     Writes OUT/trbert-budget.json (every candidate and the choice) and the same into the kept model's
     folder; raises BudgetError when no candidate is within the budget (the file is written then too)."""
     from dataclasses import replace
@@ -105,6 +107,12 @@ def train_to_budget(full_dir: str, train, validation, out_dir: str, max_drop: fl
     if not alphas or any(a < 0 for a in alphas):
         raise BudgetError(f"alphas={alphas}: give one or more length-penalty weights, each at least 0")
     out = Path(out_dir)
+    if "reduction_layers" not in policy_overrides:
+        from transformers import AutoConfig
+
+        from .configuration import recipe_reduction_layers
+
+        policy_overrides["reduction_layers"] = recipe_reduction_layers(AutoConfig.from_pretrained(full_dir).num_hidden_layers)
     folders = {}
     for alpha in alphas:
         folder = out / f"alpha-{alpha:g}"

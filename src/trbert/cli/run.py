@@ -15,7 +15,9 @@ kept per step, FLOPs and wall-clock speed-up at batch 1 and 32); prints the
 table and writes results.json, table.md and tradeoff.png into the run folder.
 
 Presets: quick (max length 128, policy and joint stages on part of the
-data; the default) and full (max length 512; five alphas with a reduction
+data, the recipe's defaults: a reduction step on the embeddings and one
+before layer 3, the joint stage with the policies frozen; the default),
+compare (quick, with the paper's placement beside it) and full (max length 512; five alphas with a reduction
 step on the embeddings and one before layer 3, five with the paper's
 placement, and alpha 1 of the first capped to keep at most 10% of the tokens;
 every stage in bfloat16 mixed precision). docs/RESULTS.md says how long each
