@@ -98,16 +98,21 @@ class Preset:
 
 FAST = {"bf16": True, "attention_dropout": 0.0}  # training settings of the full preset (below)
 
+# The quick presets' stages: 128 tokens, the policy and joint stages on part of the data.
+QUICK = dict(
+    max_length=128,
+    finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
+    policy=StageSettings(epochs=2, learning_rate=3e-3, batch_size=8, samples=4, max_examples=400),
+    joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+)
+
 PRESETS = {
-    # A few minutes on 2 cores: 128 tokens, policy and joint stages on part of the data; the recipe's
-    # defaults (a step on the embeddings and one before layer 3, the joint stage with the policies frozen),
-    # chosen on BBC News and 20 Newsgroups against the paper's placement (docs/RESULTS.md).
+    # A few minutes on 2 cores, with the recipe's defaults (a step on the embeddings and one before
+    # layer 3, the joint stage with the policies frozen), chosen on BBC News and 20 Newsgroups against the
+    # paper's placement (docs/RESULTS.md).
     "quick": Preset(
         name="quick",
-        max_length=128,
-        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
-        policy=StageSettings(epochs=2, learning_rate=3e-3, batch_size=8, samples=4, max_examples=400),
-        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+        **QUICK,
         alphas=[0.2, 0.5, 1.0, 2.0],
         reduction_layers=[0, 3],
         frozen_policies=((0, 3),),
@@ -119,10 +124,7 @@ PRESETS = {
     # behind the default recipe, run with several seeds (docs/RESULTS.md).
     "compare": Preset(
         name="compare",
-        max_length=128,
-        finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
-        policy=StageSettings(epochs=2, learning_rate=3e-3, batch_size=8, samples=4, max_examples=400),
-        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+        **QUICK,
         alphas=[0.05, 0.2, 1.0],
         layouts={(0, 3): [0.2, 0.5, 1.0, 2.0]},
         frozen_policies=((0, 3),),

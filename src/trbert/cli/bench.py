@@ -1,6 +1,6 @@
 """`trbert bench`: every rival against TR-BERT on BBC News."""
 
-from .common import add_job_options, formatter, start_job
+from .common import add_job_options, choose_preset, formatter, start_job
 
 BENCH_DESCRIPTION = """\
 Every common way of speeding up the encoder, on BBC News with the embedded all-MiniLM-L6-v2, measured
@@ -40,11 +40,8 @@ def add(subparsers):
 
 def run_bench(args) -> int:
     from ..benchmarks import rivals
-    from .common import CommandError
 
-    preset = args.preset or PRESETS[args.data][0]
-    if preset not in PRESETS[args.data]:
-        raise CommandError(f"--preset {preset}: --data {args.data} has the presets {', '.join(PRESETS[args.data])}")
+    preset = choose_preset(args, PRESETS)
     start_job(args)
     rivals.run(preset, args.run_dir, data=args.data, backbone=args.backbone, seed=args.seed, threads=args.threads,
               report=args.report, progress=not args.no_progress, command=args.command_line)

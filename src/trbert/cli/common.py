@@ -140,6 +140,14 @@ def add_job_options(p, report: str, backbone: bool = True, seed: str = "training
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def choose_preset(args, presets: dict[str, tuple[str, ...]]) -> str:
+    """--preset for --data (`presets`: the presets of each data set, the default first)."""
+    preset = args.preset or presets[args.data][0]
+    if preset not in presets[args.data]:
+        raise CommandError(f"--preset {preset}: --data {args.data} has the presets {', '.join(presets[args.data])}")
+    return preset
+
+
 def start_job(args) -> None:
     if args.no_progress:
         quiet_progress()

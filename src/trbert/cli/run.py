@@ -1,6 +1,6 @@
 """`trbert run`: the main job, the whole recipe on BBC News with its report."""
 
-from .common import CommandError, add_job_options, formatter, non_negative_float, start_job
+from .common import CommandError, add_job_options, choose_preset, formatter, non_negative_float, start_job
 
 # trbert.benchmarks.bbc.presets(data) (not imported here: it loads torch); the first is the default.
 PRESETS = {"bbc": ("quick", "compare", "full"), "20newsgroups": ("full",)}
@@ -64,9 +64,7 @@ def add(subparsers):
 def run_recipe(args) -> int:
     from ..benchmarks import bbc
 
-    preset = args.preset or PRESETS[args.data][0]
-    if preset not in PRESETS[args.data]:
-        raise CommandError(f"--preset {preset}: --data {args.data} has the presets {', '.join(PRESETS[args.data])}")
+    preset = choose_preset(args, PRESETS)
     start_job(args)
     if args.seeds:
         if args.run_dir is not None:
