@@ -179,3 +179,21 @@ def test_one_stacked_query_key_value_projection_gives_the_three_projections():
         fused = model(input_ids=ids, attention_mask=mask)
     assert torch.equal(fused.kept_lengths, separate.kept_lengths)
     torch.testing.assert_close(fused.logits, separate.logits, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [trbert.TRBertForSequenceClassification, trbert.TRBertForTokenClassification])
+def test_graph_execution_equals_packed(cls):
+    """execution="graph" (removal without host read-backs, what the ONNX export traces) keeps the same tokens
+    and gives the same outputs as the packed removal, in a batch and per example."""
+    packed = reducing_model(cls)
+    graph = reducing_model(cls, execution="graph")
+    graph.load_state_dict(packed.state_dict())
+    ids, mask = tiny_batch(LENGTHS)
+    with torch.no_grad():
+        a, b = packed(input_ids=ids, attention_mask=mask), graph(input_ids=ids, attention_mask=mask)
+        assert a.kept_lengths.tolist() == b.kept_lengths.tolist()
+        assert (a.kept_lengths[:, -1] < torch.tensor(LENGTHS)).any()
+        torch.testing.assert_close(b.logits[mask.bool()] if b.logits.dim() == 3 else b.logits,
+                                   a.logits[mask.bool()] if a.logits.dim() == 3 else a.logits, atol=1e-5, rtol=0)
+        alone = graph(input_ids=ids[2:3, :LENGTHS[2]])
+        assert alone.kept_lengths.tolist() == b.kept_lengths[2:3].tolist()

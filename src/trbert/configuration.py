@@ -10,7 +10,7 @@ BACKBONE_OF = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "
                "mpnet": "mpnet"}
 OFFSET_POSITIONS = ("roberta", "mpnet")  # backbones whose positions start at pad_token_id + 1
 KEEP_RULES = ("threshold", "expected")
-EXECUTIONS = ("packed", "padded")
+EXECUTIONS = ("packed", "padded", "graph")
 SELECTIONS = ("policy", "early_exit", "attention_topk", "attention_threshold")
 
 
@@ -40,7 +40,9 @@ class TRBertConfig(BertConfig):
         relative_attention_num_buckets: MPNet's relative position buckets (32).
         execution: how the layers after a reduction step run at inference. `"packed"` concatenates the
             kept tokens of the whole batch for the projections and feed-forward and runs attention per
-            example; `"padded"` pads the kept tokens to the longest example and masks attention.
+            example; `"padded"` pads the kept tokens to the longest example and masks attention; `"graph"`
+            runs removal without reading anything back to the host (what the ONNX export traces): after
+            each step the batch keeps the most any example keeps, the rest masked.
         selection: what decides at each step: `"policy"` (TR-BERT's keep policies) or `"early_exit"`
             (token-level early exit for token classification: an internal classifier per step; a token
             leaves when the largest normalised entropy of the predictions in its window falls below

@@ -267,6 +267,9 @@ class TRBertModel(TRBertPreTrainedModel):
             where = torch.arange(length, device=attention_mask.device)
             segment = (where // limit).expand(attention_mask.shape[0], -1)
             position_ids = (where % limit + offset).expand(attention_mask.shape[0], -1)
+        # execution="graph": inference in graph mode where it applies (not for sampling, given actions, long inputs)
+        graph = graph or (self.config.execution == "graph" and not self.training and not masked and not sample
+                          and keep_actions is None and not step_states and segment is None)
         embedding_output = self.embeddings(
             input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
         )

@@ -71,6 +71,7 @@ def default_settings() -> list[Setting]:
         Setting("full-keep", PolicyStrategy(), keep_threshold=0.0),
         fraction_setting([0.5, 0.25], "first", "packed"),
         fraction_setting([0.5, 0.25], "first", "padded"),
+        fraction_setting([0.5, 0.25], "first", "graph"),
         fraction_setting([0.5, 0.25], "random", "packed"),
         fraction_setting([0.25, 0.1], "first", "packed"),
     ]
