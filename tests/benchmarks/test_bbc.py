@@ -156,3 +156,17 @@ def test_seed_summary_says_what_held_across_seeds():
                         "its fastest model within 0.5 points of the full model, per seed: 2.50x, 3.50x.")
     assert "alpha=0.5 (0.30 points below the full model on validation, 0.40 points above the full model on test)" in lines[1]
     assert lines[1].endswith("validation and test differ by 0.70 points at most.")
+
+
+def test_a_seed_measured_before_with_the_same_settings_is_kept(tmp_path):
+    import json
+
+    report = {"command": "trbert run --preset compare --seed 1 --run-dir x --max-drop 1", "date": "2026-12-07",
+              "budget": {"max_drop": 1.0}, "records": []}
+    (tmp_path / "results.json").write_text(json.dumps(report))
+    assert recipe._finished_run(tmp_path, "compare", 1, "bbc", {"max_drop": 1.0}) == report
+    assert recipe._finished_run(tmp_path, "compare", 2, "bbc", {"max_drop": 1.0}) is None  # another seed
+    assert recipe._finished_run(tmp_path, "quick", 1, "bbc", {}) is None  # another preset
+    assert recipe._finished_run(tmp_path, "compare", 1, "bbc", {"max_drop": 0.5}) is None  # another budget
+    assert recipe._finished_run(tmp_path, "compare", 1, "bbc", {"alphas": [1.0]}) is None
+    assert recipe._finished_run(tmp_path / "nowhere", "compare", 1, "bbc", {}) is None

@@ -539,6 +539,12 @@ def run_seeds(preset_name: str, seeds: list[int], data: str = "bbc", report: boo
     reports = []
     for seed in seeds:
         run_dir = Path(f"runs/{corpus.slug}-{preset_name}-s{seed}")
+        found = _finished_run(run_dir, preset_name, seed, data, options)
+        if found is not None:  # a seed measured before with the same settings: kept, as finished stages are
+            print(f"seed {seed}: {run_dir}/results.json found, measured {found['date']}: kept (delete it to "
+                  "measure again)", flush=True)
+            reports.append(found)
+            continue
         print(f"seed {seed}: {run_dir}", flush=True)
         run(preset_name, run_dir=str(run_dir), seed=seed, data=data, progress=progress, **options)
         reports.append(json.loads((run_dir / "results.json").read_text()))
@@ -571,6 +577,23 @@ def run_seeds(preset_name: str, seeds: list[int], data: str = "bbc", report: boo
         ])
         update_section("docs/RESULTS.md", key, section)
     return reports
+
+
+def _finished_run(run_dir: Path, preset_name: str, seed: int, data: str, options: dict) -> dict | None:
+    """The results file of a run of this preset and seed with the same options (alphas, budget), or None."""
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text())
+    argv = shlex.split(report.get("command", ""))
+    def value(flag):
+        return argv[argv.index(flag) + 1] if flag in argv else None
+    max_drop = options.get("max_drop")
+    budget = report.get("budget")
+    same = (value("--preset") == preset_name and value("--seed") == str(seed) and (value("--data") or "bbc") == data
+            and options.get("alphas") is None and options.get("backbone") is None
+            and (max_drop is None or (budget is not None and budget.get("max_drop") == max_drop)))
+    return report if same else None
 
 
 def seed_summary(reports: list[dict]) -> tuple[str, list[str]]:
