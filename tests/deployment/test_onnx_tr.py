@@ -95,6 +95,7 @@ def test_mpnet_exports_with_its_position_bias(tmp_path):
     ({"long_input": True}, "long-input model"),
     ({"selection": "attention_topk", "keep_fractions": [0.5, 0.25]}, "selection='attention_topk' is not exported"),
     ({"skipped_as_keys": True}, "skipped_as_keys=True is not exported"),
+    ({"selection": "early_exit"}, "selection='early_exit' is not exported"),
 ])
 def test_what_a_graph_cannot_hold_gets_a_clear_error(overrides, message, tmp_path):
     model = trbert.TRBertForSequenceClassification(tiny_config(num_labels=3, **overrides)).eval()

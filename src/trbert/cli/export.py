@@ -13,7 +13,8 @@ against PyTorch (outputs and kept lengths) before the folder is written.
 OUT gets model.onnx, the config and the tokenizer; `trbert predict --model OUT`, `trbert eval --model
 OUT --full-model FINETUNE` and trbert.OnnxTRModel.from_pretrained(OUT) run it. --int8 quantizes the
 layers' weights to int8 (ONNX Runtime dynamic quantization); the policies stay fp32.
-Not exported (a clear error): long-input models, attention-based selections, skipped tokens as keys."""
+Not exported (a clear error): long-input models, attention-based selections, token-level early exit,
+skipped tokens as keys."""
 
 EPILOG = """\
 examples:

@@ -82,9 +82,9 @@ def check_exportable(model: TRBertPreTrainedModel) -> None:
         raise ValueError("a long-input model (long_input=True) is not exported: its segments below the first "
                          "reduction step depend on the input's length; export it with long_input=False (inputs "
                          "up to the model's limit)")
-    if config.selection in ("attention_topk", "attention_threshold"):
-        raise ValueError(f"selection={config.selection!r} is not exported: scoring attention received sizes a "
-                         "grid by the batch's longest example on the host; the learned policy exports")
+    if config.selection in ("attention_topk", "attention_threshold", "early_exit"):
+        raise ValueError(f"selection={config.selection!r} is not exported: it sizes a grid of tokens by the "
+                         "batch's longest example on the host, which a graph would freeze; the learned policy exports")
     if config.skipped_as_keys:
         raise ValueError("skipped_as_keys=True is not exported (skipped tokens kept as keys need per-example "
                          "packing); export a model without it")
