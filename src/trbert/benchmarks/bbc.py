@@ -85,6 +85,7 @@ class Preset:
     timing_repeats: dict[int, int] = field(default_factory=dict)
     batch_sizes: tuple[int, ...] = (1, 32)
     data: str = "bbc"  # a key of CORPORA
+    backbone: str | None = None  # a named encoder (`trbert.backbones.NAMES`); None: the embedded MiniLM
     # The sweep `--max-drop` chooses from: a layout of `layouts` (its alphas), or None for the default
     # reduction layers (the preset's `alphas`).
     budget_layout: tuple[int, ...] | None = None
@@ -130,6 +131,21 @@ PRESETS = {
         frozen_policies=((0, 3),),
         budget_layout=(0, 3),
         truncation=[16, 32, 64],
+        timing_examples=48,
+    ),
+    # The recipe with the base-size all-mpnet-base-v2 (12 layers, 768 wide): articles cut at 256 tokens,
+    # the policy and joint stages on part of the data, steps on the embeddings and before layer 6 (L/2).
+    "mpnet": Preset(
+        name="mpnet",
+        backbone="all-mpnet-base-v2",
+        max_length=256,
+        finetune=StageSettings(epochs=2, learning_rate=3e-5, batch_size=16, **FAST),
+        policy=StageSettings(epochs=1, learning_rate=3e-3, batch_size=8, samples=8, max_examples=400, **FAST),
+        joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=600, **FAST),
+        alphas=[0.5, 1.0, 2.0],
+        reduction_layers=[0, 6],
+        frozen_policies=((0, 6),),
+        truncation=[32, 64, 128],
         timing_examples=48,
     ),
     # The figures of the results page: full-length articles, an alpha sweep whose first reduction step
@@ -273,7 +289,8 @@ def evaluate_all(preset: Preset, folders: dict, test, progress: bool = True) -> 
     tokenizer = AutoTokenizer.from_pretrained(full_dir)
     full = AutoModelForSequenceClassification.from_pretrained(full_dir).eval()
     texts, labels = list(test["text"]), list(test["label"])
-    common = {"model": MODEL_NAME, "data": CORPORA[preset.data].data, "split": "test", "max_length": preset.max_length}
+    common = {"model": preset.backbone or MODEL_NAME, "data": CORPORA[preset.data].data, "split": "test",
+              "max_length": preset.max_length}
 
     batch = max(preset.batch_sizes)
     full_pred = evaluation.predict_batches(full, tokenizer, texts, preset.max_length, batch, progress=progress)
@@ -485,6 +502,10 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
         preset = replace(preset, alphas=list(alphas))
     if not progress:
         preset = quiet(preset)
+    if backbone is None and preset.backbone is not None:
+        from trbert.backbones import backbone_folder
+
+        backbone = str(backbone_folder(preset.backbone))
     backbone = backbone or default_backbone()
     torch.manual_seed(seed)
     run_path = Path(run_dir or f"runs/{corpus.slug}-{preset.name}")
@@ -505,7 +526,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
 
     command = command or shlex.join(["trbert", "run", "--preset", preset.name] + (["--data", data] if data != "bbc" else [])
                                     + ([f"--max-drop={max_drop:g}"] if max_drop is not None else []))
-    title = f"{corpus.title} test, {MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
+    title = f"{corpus.title} test, {preset.backbone or MODEL_NAME}, max length {preset.max_length} ({preset.name} preset)"
     key = f"{corpus.slug}_tr_{preset.name}"
     outputs = [(run_path / "results.json", run_path / "tradeoff.png")]
     if report_dir:

@@ -3,7 +3,7 @@
 from .common import CommandError, add_job_options, choose_preset, formatter, non_negative_float, start_job
 
 # trbert.benchmarks.bbc.presets(data) (not imported here: it loads torch); the first is the default.
-PRESETS = {"bbc": ("quick", "compare", "full"), "20newsgroups": ("full",)}
+PRESETS = {"bbc": ("quick", "compare", "mpnet", "full"), "20newsgroups": ("full",)}
 
 RUN_DESCRIPTION = """\
 The main job: the whole TR-BERT recipe on BBC News with the embedded
@@ -45,7 +45,8 @@ def add(subparsers):
                    help="BBC News (bbc, the default) or 20 Newsgroups (20newsgroups)")
     p.add_argument("--preset", choices=sorted({n for names in PRESETS.values() for n in names}),
                    help="bbc: quick (the default), compare (quick with both placements of the reduction "
-                        "steps) or full; 20newsgroups: full")
+                        "steps), mpnet (the recipe with all-mpnet-base-v2, `trbert backbone`) or full; "
+                        "20newsgroups: full")
     p.add_argument("--run-dir", metavar="DIR",
                    help="where stages and reports go (default: runs/bbc-PRESET, runs/20news-PRESET)")
     p.add_argument("--alphas", type=non_negative_float, nargs="+", metavar="A",
