@@ -4,9 +4,8 @@ import os
 
 import pytest
 import torch
-from builders import plain_classifier, relative_error, tiny_batch, tiny_config
+from builders import plain_classifier, relative_error, tiny_batch
 
-import trbert
 from trbert.deployment import OnnxClassifier, export_onnx, quantize_onnx_int8
 
 
