@@ -38,7 +38,8 @@ def provenance(command: str, machine: dict) -> list[str]:
     """The lines under a results section's prose that say how to rerun it and where it ran."""
     isa = f" ({machine['isa']})" if machine.get("isa") else ""
     gpu = machine.get("gpu") or "no GPU"
-    return [f"- Command: `{command}`", f"- Machine: {machine['cpu']}{isa}, {machine['threads']} threads, {gpu}"]
+    threads = f"{machine['threads']} thread{'' if machine['threads'] == 1 else 's'}"
+    return [f"- Command: `{command}`", f"- Machine: {machine['cpu']}{isa}, {threads}, {gpu}"]
 
 
 def update_section(path: str | os.PathLike, name: str, section: str) -> None:
