@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv in the repository and installs trbert with what it needs. Safe to run again:
-# it reinstalls only when pyproject.toml changed.
+# it reinstalls only when pyproject.toml or this script changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,7 @@ if [ -z "$PY" ]; then
 fi
 
 stamp=.venv/.trbert-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
