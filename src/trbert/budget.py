@@ -29,6 +29,15 @@ class Candidate:
         return 100 * (full_score - self.score)
 
 
+@dataclass
+class BudgetChoice:
+    """What `train_to_budget` found: the full model's validation score, every candidate, the one kept."""
+
+    full_score: float
+    candidates: list[Candidate]
+    chosen: Candidate
+
+
 def choose(candidates: list[Candidate], full_score: float, max_drop: float) -> Candidate:
     """The candidate with the largest FLOPs speed-up among those within `max_drop` points of
     `full_score` (ties: the higher score). None within it: a BudgetError naming the best candidate."""
@@ -87,9 +96,10 @@ def score_candidates(full_dir: str, folders: dict[float, str], validation, max_l
 
 def train_to_budget(full_dir: str, train, validation, out_dir: str, max_drop: float, policy, joint,
                     alphas=DEFAULT_ALPHAS, freeze_policies: bool = True, progress: bool = True, say=print,
-                    **policy_overrides) -> Candidate:
+                    **policy_overrides) -> BudgetChoice:
     """Train the policy and joint stages for each alpha from the fine-tuned `full_dir` into
-    OUT/alpha-A/{policy,joint}, score them on `validation` and return the kept candidate (`choose`).
+    OUT/alpha-A/{policy,joint}, score them on `validation` and keep one (`choose`); returns the scores
+    and the choice.
 
     `policy`, `joint`: the stages' `trbert.training.StageSettings` (their alpha is set per candidate);
     `policy_overrides`: config values of the policy stage (`reduction_layers`, by default the recipe's,
@@ -135,4 +145,4 @@ def train_to_budget(full_dir: str, train, validation, out_dir: str, max_drop: fl
     record["chosen"] = asdict(chosen)
     write_json(out / CHOICE_FILE, record)
     write_json(Path(chosen.folder) / CHOICE_FILE, record)
-    return chosen
+    return BudgetChoice(full_score, candidates, chosen)

@@ -15,14 +15,14 @@ import os
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import BudgetError, TRBertForSequenceClassification, evaluation
-from trbert.budget import CHOICE_FILE, train_to_budget
+from trbert.budget import train_to_budget
 from trbert.configuration import default_backbone
 from trbert.data import load_20newsgroups, load_bbc
 from trbert.tasks.classification import accuracy
@@ -99,12 +99,15 @@ class Preset:
 
 FAST = {"bf16": True, "attention_dropout": 0.0}  # training settings of the full preset (below)
 
-# The quick presets' stages: 128 tokens, the policy and joint stages on part of the data.
+# What the quick presets share: 128 tokens, the policy and joint stages on part of the data, and what
+# they are measured against.
 QUICK = dict(
     max_length=128,
     finetune=StageSettings(epochs=2, learning_rate=8e-5, batch_size=16),
     policy=StageSettings(epochs=2, learning_rate=3e-3, batch_size=8, samples=4, max_examples=400),
     joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=400),
+    truncation=[16, 32, 64],
+    timing_examples=48,
 )
 
 PRESETS = {
@@ -117,8 +120,6 @@ PRESETS = {
         alphas=[0.2, 0.5, 1.0, 2.0],
         reduction_layers=[0, 3],
         frozen_policies=((0, 3),),
-        truncation=[16, 32, 64],
-        timing_examples=48,
     ),
     # The quick preset's settings with both placements of the reduction steps, the paper's (before
     # layers 1 and 3) and a step on the embeddings with the joint stage's policies frozen: the comparison
@@ -130,8 +131,6 @@ PRESETS = {
         layouts={(0, 3): [0.2, 0.5, 1.0, 2.0]},
         frozen_policies=((0, 3),),
         budget_layout=(0, 3),
-        truncation=[16, 32, 64],
-        timing_examples=48,
     ),
     # The recipe with the base-size all-mpnet-base-v2 (12 layers, 768 wide): articles cut at 256 tokens,
     # the policy and joint stages on part of the data, steps on the embeddings and before layer 6 (L/2).
@@ -326,16 +325,16 @@ def budget_choice(preset: Preset, folders: dict, splits, run_path: Path, seed: i
     joint = stage_settings(preset.joint, preset, seed)
     outcome = {"max_drop": max_drop, "reduction_layers": list(layout), "validation_examples": len(splits["validation"])}
     try:
-        chosen = train_to_budget(str(folders["full"]), splits["train"], splits["validation"], str(out), max_drop,
+        choice = train_to_budget(str(folders["full"]), splits["train"], splits["validation"], str(out), max_drop,
                                  policy, joint, alphas=alphas, freeze_policies=layout in preset.frozen_policies,
                                  progress=progress, **overrides)
     except BudgetError as error:
         print(f"budget: {error}")
         return {**outcome, "chosen": None, "reason": str(error)}
-    record = json.loads((out / CHOICE_FILE).read_text())
-    return {**outcome, "full_validation": record["full_score"], "candidates": record["candidates"],
+    chosen = choice.chosen
+    return {**outcome, "full_validation": choice.full_score, "candidates": [asdict(c) for c in choice.candidates],
             "chosen": {"alpha": chosen.alpha, "folder": chosen.folder, "validation_score": chosen.score,
-                       "validation_drop": round(chosen.drop(record["full_score"]), 4)}}
+                       "validation_drop": round(chosen.drop(choice.full_score), 4)}}
 
 
 def budget_outcome(budget: dict, records: list[dict], preset: Preset) -> tuple[dict, str]:

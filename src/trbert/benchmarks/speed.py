@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from trbert.configuration import OFFSET_POSITIONS
 from trbert.cost import reduction_cost
 from trbert.evaluation import synchronize
 from trbert.evaluation.records import versions
@@ -244,7 +245,7 @@ def run(
     gpu = torch.cuda.get_device_name(where) if where.type == "cuda" else None
     plain, tr = (model.to(device=where, dtype=getattr(torch, dtype)) for model in load_minilm(backbone))
     model_name = MODEL_NAME if backbone is None else os.path.basename(os.path.normpath(backbone))
-    cls_id, sep_id = (0, 2) if tr.config.backbone in ("roberta", "mpnet") else (101, 102)
+    cls_id = 0 if tr.config.backbone in OFFSET_POSITIONS else 101  # <s>, [CLS]
     extra = {"device": gpu or "cpu", "dtype": dtype, "cpu_isa": isa_id()}
     settings = default_settings()
     shapes = [(n, b, repeats if b == 1 else batched_repeats) for n in lengths for b in batch_sizes]
@@ -252,7 +253,7 @@ def run(
     with tqdm(total=sum(r + 1 for _, _, r in shapes), desc="rounds", unit="round", disable=not progress) as bar:
         for n, b, r in shapes:
             bar.set_postfix_str(f"n={n} batch={b}")
-            ids, mask = (x.to(where) for x in random_batch(n, b, seed=seed, cls_id=cls_id, sep_id=sep_id))
+            ids, mask = (x.to(where) for x in random_batch(n, b, seed=seed, cls_id=cls_id, sep_id=tr.config.sep_token_id))
             records += measure(plain, tr, ids, mask, settings, r, on_round=lambda: bar.update(1), extra=extra,
                                model_name=model_name)
     return {

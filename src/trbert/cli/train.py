@@ -156,8 +156,8 @@ def add(subparsers):
                         "input; off by default, as in the paper)")
     p.add_argument("--reduction-layers", type=non_negative_int, nargs="+", metavar="I",
                    help="policy, all: layers before which tokens are reduced, 0 for the embeddings (default "
-                        "for classification: 0 and L/2, i.e. 0 3 for 6 layers, measured best on BBC News and "
-                        "20 Newsgroups; otherwise the paper's 1 and L/2)")
+                        "for classification: 0 and L/2, i.e. 0 3 for 6 layers, chosen from measurements on BBC "
+                        "News and 20 Newsgroups; otherwise the paper's 1 and L/2)")
     p.add_argument("--exit-threshold", type=unit_float, default=0.1, metavar="U",
                    help="exits, early-exit: a token leaves when the uncertainty in its window is below U, in [0, 1] "
                         "(saved with the model; default: 0.1)")
@@ -370,7 +370,7 @@ def _train(args, training) -> int:
 
 def _train_to_budget(args, full_dir: Path, train_data, validation, max_length: int) -> None:
     """The sweep of `--max-drop` after the fine-tune: candidates, their scores, the kept one."""
-    from ..budget import DEFAULT_ALPHAS, train_to_budget
+    from ..budget import CHOICE_FILE, DEFAULT_ALPHAS, train_to_budget
 
     overrides = {"keep_rule": args.keep_rule, "keep_first_segment": args.protect_question,
                  "reduction_layers": reduction_layers(args, load_config(full_dir))}
@@ -378,9 +378,9 @@ def _train_to_budget(args, full_dir: Path, train_data, validation, max_length: i
         str(full_dir), train_data, validation, args.out, args.max_drop,
         stage_settings(args, "policy", max_length), stage_settings(args, "joint", max_length),
         alphas=args.alphas or DEFAULT_ALPHAS, freeze_policies=freeze_policies(args),
-        progress=not args.no_progress, say=say, **overrides)
+        progress=not args.no_progress, say=say, **overrides).chosen
     say(f"kept: alpha={chosen.alpha:g}, {chosen.folder} ({100 * chosen.score:.2f}% on validation, "
-        f"{chosen.flops_speedup:.2f}x fewer FLOPs); the choice is recorded in {Path(args.out) / 'trbert-budget.json'}")
+        f"{chosen.flops_speedup:.2f}x fewer FLOPs); the choice is recorded in {Path(args.out) / CHOICE_FILE}")
 
 
 def reduction_layers(args, config) -> list[int]:

@@ -11,6 +11,7 @@ import random
 import zipfile
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlparse
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
@@ -179,8 +180,6 @@ def load_news_articles(seed: int = 0, path: str | Path | None = None) -> Dataset
 
 
 def _outlet(link: str) -> str:
-    from urllib.parse import urlparse
-
     host = urlparse(link.strip()).netloc.lower()
     return host[4:] if host.startswith("www.") else host
 

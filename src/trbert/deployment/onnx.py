@@ -141,9 +141,7 @@ def _as_tuple(values) -> tuple[np.ndarray, ...]:
 
 
 def _check_parity(path, inputs, expected, outputs) -> None:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    session = _cpu_session(path, None, RuntimeError)  # optimised as the runtime classes run it
     names = {i.name for i in session.get_inputs()}  # (a model without token types has no token_type_ids)
     got = session.run(None, {k: v.cpu().numpy() for k, v in inputs.items() if k in names})
     for name, want, have in zip(outputs, expected, got):
@@ -221,29 +219,32 @@ def _no_preprocess_hint():
         root.removeFilter(hint)
 
 
+def _cpu_session(path, threads: int | None, error: type[Exception]):
+    """An ONNX Runtime session on the CPU with every graph optimisation, or `error` saying the file is unreadable."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+        raise error(f"{os.fspath(path)!r} is not a readable ONNX model ({type(e).__name__}: {e}); it may be "
+                    "corrupt or half-written: export it again") from None
+
+
 class OnnxClassifier:
     """An exported sequence classifier run by onnxruntime on the CPU: a batch in, logits out."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
-
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(
                 f"no ONNX model at {self.path!r}: export one with trbert.deployment.export_onnx "
                 "(and quantize_onnx_int8 for int8)"
             )
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-            raise ValueError(
-                f"{self.path!r} is not a readable ONNX model ({type(e).__name__}: {e}); it may be corrupt "
-                "or half-written: export it again"
-            ) from e
+        self.session = _cpu_session(self.path, threads, ValueError)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -269,8 +270,6 @@ class OnnxTRModel:
     def __init__(self, folder: str | os.PathLike, threads: int | None = None):
         from transformers import AutoConfig
 
-        import onnxruntime as ort
-
         self.folder = Path(folder)
         path = self.folder / ONNX_FILE
         if not path.is_file():
@@ -282,15 +281,7 @@ class OnnxTRModel:
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{self.folder}: not a folder written by trbert export ({type(e).__name__}: {e}); "
                                   "export it again") from None
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-            raise CheckpointError(f"{path} is not a readable ONNX model ({type(e).__name__}: {e}); it may be "
-                                  "corrupt or half-written: export it again") from None
+        self.session = _cpu_session(path, threads, CheckpointError)
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.input_names = [i.name for i in self.session.get_inputs()]
 
