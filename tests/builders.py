@@ -1,6 +1,7 @@
 """Tiny models, batches, tokenizers and data sets built in code, shared by the tests."""
 
 import csv
+import itertools
 import random
 from pathlib import Path
 
@@ -259,3 +260,43 @@ def center_policies(model, batch, seed=0):
             policy.out.bias.sub_(logits[0].median())
         hook.remove()
     return model
+
+
+# ---------------------------------------------------------------------------- letter words
+# Alphabetic words of three letters (what the attacks substitute and insert), and one marked word.
+LETTERS = ["".join(p) for p in itertools.product("bcd", "aei", "kl")]  # "bak", "bal", ... (18 words)
+MARKED = "zap"
+
+
+def letter_tokenizer():
+    """A word-level BERT tokenizer over LETTERS and MARKED."""
+    from transformers import BertTokenizerFast
+
+    vocab = {t: i for i, t in enumerate([*SPECIAL, *LETTERS, MARKED])}
+    return BertTokenizerFast(vocab=vocab, model_max_length=64)
+
+
+# ---------------------------------------------------------------------------- WordNet files
+WORDNET_HEADER = "  1 This software and database is being provided to you, the LICENSEE\n  2 by Princeton University\n"
+
+
+def write_wordnet(folder: Path, synsets: dict) -> dict[str, bytes]:
+    """WordNet's index.* and data.* files (a licence header, index lines, data lines found by byte offset)
+    for {pos: [(words of a synset), ...]} over noun, verb, adj and adv; returns their bytes by name."""
+    files = {}
+    for pos in ("noun", "verb", "adj", "adv"):
+        data, lemmas = WORDNET_HEADER, {}
+        for words in synsets.get(pos, []):
+            offset = len(data.encode())
+            fields = " ".join(f"{w} 0" for w in words)
+            data += f"{offset:08d} 03 {pos[0]} {len(words):02x} {fields} 000 | a gloss  \n"
+            for w in words:
+                lemmas.setdefault(w.split("(")[0].lower(), []).append(offset)
+        index = WORDNET_HEADER + "".join(f"{lemma} {pos[0]} {len(o)} 0 {len(o)} 0 {' '.join(f'{x:08d}' for x in o)}  \n"
+                                         for lemma, o in sorted(lemmas.items()))
+        files[f"index.{pos}"], files[f"data.{pos}"] = index.encode(), data.encode()
+    files["LICENSE.txt"] = b"WordNet Release 3.0\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return files

@@ -188,7 +188,7 @@ NEWSGROUPS_PRESETS = {
         policy=StageSettings(epochs=1, learning_rate=3e-3, batch_size=8, samples=8, max_examples=800, **FAST),
         joint=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, samples=2, max_examples=3000, **FAST),
         alphas=[0.2, 1.0],
-        layouts={(0, 3): [0.5, 1.0, 2.0]},
+        layouts={(0, 3): [0.5, 1.0, 2.0, 3.0, 4.0]},
         frozen_policies=((0, 3),),
         budget_layout=(0, 3),
         truncation=[32, 64, 128],

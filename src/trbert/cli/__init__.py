@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import backbone, bench, common, eval, export, long, predict, run, speed, train, wnut
+from . import attack, backbone, bench, common, eval, export, long, predict, run, speed, train, wnut
 
-COMMANDS = [run, train, eval, predict, export, speed, wnut, long, bench, backbone]  # in the order `trbert --help` lists them
+COMMANDS = [run, train, eval, predict, export, speed, wnut, long, bench, attack, backbone]  # in the order `trbert --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
