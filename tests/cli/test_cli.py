@@ -31,7 +31,8 @@ def examples(help_output: str) -> list[list[str]]:
 
 
 MINIMAL = {"run": [], "train": ["--stage", "all", "--out", "x"], "eval": ["--model", "x"], "predict": ["--model", "x"],
-           "export": ["--model", "x", "--out", "y"], "speed": [], "wnut": [], "long": [], "bench": [], "backbone": ["all-mpnet-base-v2"]}
+           "export": ["--model", "x", "--out", "y"], "speed": [], "wnut": [], "long": [], "bench": [], "attack": [],
+           "backbone": ["all-mpnet-base-v2"]}
 
 
 def test_every_command_is_assembled_with_its_own_handler():
@@ -75,6 +76,15 @@ def test_bad_arguments_exit_with_usage_error(capsys):
             main(argv)
         assert exit_info.value.code == 2
     capsys.readouterr()
+
+
+def test_attack_refuses_bad_counts_and_a_bad_wordnet_before_it_starts(tmp_path, capsys):
+    assert main(["attack", "--examples", "0"]) == 2
+    assert "--examples 0: give at least one text" in capsys.readouterr().err
+    assert main(["attack", "--wordnet", str(tmp_path / "absent.tar.gz")]) == 2
+    assert "absent.tar.gz: no such file or folder" in capsys.readouterr().err
+    assert main(["attack", "--wordnet", str(tmp_path)]) == 2  # a folder without the dictionary
+    assert "not a WordNet dictionary folder" in capsys.readouterr().err
 
 
 def test_training_precision_options_reach_the_stage_settings():

