@@ -15,7 +15,7 @@ wall-clock speed-up, and where TR-BERT wins or loses.
 Everything a method needs is trained once into the run folder (shared with `trbert run` for the
 same preset), so a re-run only measures. --data 20newsgroups measures the same on 20 Newsgroups
 with the models of `trbert run --data 20newsgroups` (TR-BERT: the paper's placement at alpha 1 and
-steps 0,3 at alphas 1, 2 and 3), accuracy on 2,000 test posts spread over the split."""
+steps 0,3 at alphas 1, 2 and 3), accuracy on 1,000 test posts spread over the split."""
 
 
 # trbert.benchmarks.rivals.presets(data) (not imported here: it loads torch); the first is the default.
