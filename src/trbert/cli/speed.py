@@ -43,8 +43,8 @@ def add(subparsers):
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="both models' precision (default: float32)")
     p.add_argument("--out-json", metavar="PATH",
-                   help=f"where to write the JSON records (default: {DEFAULT_JSON} on the CPU in float32, "
-                        "else docs/results/speed_minilm_DEVICE_DTYPE.json)")
+                   help=f"where to write the JSON records (default: {DEFAULT_JSON} for MiniLM on the CPU in "
+                        "float32, else docs/results/speed_MODEL[_DEVICE_DTYPE].json)")
     p.add_argument("--results-md", default=DEFAULT_MD, metavar="PATH",
                    help=f"markdown file whose speed section is replaced or appended (default: {DEFAULT_MD})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
