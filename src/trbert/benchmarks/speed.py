@@ -220,7 +220,8 @@ def load_minilm(path: str | None = None):
     transformers.logging.set_verbosity_error()  # the load report lists the (expected) new policy weights
     transformers.logging.disable_progress_bar()
     path = path or default_backbone()
-    plain = transformers.AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+    # transformers picks PyTorch's SDPA kernel where the architecture has it (BERT), else eager (MPNet)
+    plain = transformers.AutoModel.from_pretrained(path).eval()
     tr = TRBertModel.from_pretrained(path, attn_implementation="sdpa").eval()
     return plain, tr
 
@@ -246,7 +247,8 @@ def run(
     plain, tr = (model.to(device=where, dtype=getattr(torch, dtype)) for model in load_minilm(backbone))
     model_name = MODEL_NAME if backbone is None else os.path.basename(os.path.normpath(backbone))
     cls_id = 0 if tr.config.backbone in OFFSET_POSITIONS else 101  # <s>, [CLS]
-    extra = {"device": gpu or "cpu", "dtype": dtype, "cpu_isa": isa_id()}
+    extra = {"device": gpu or "cpu", "dtype": dtype, "cpu_isa": isa_id(),
+             "plain_attention": plain.config._attn_implementation}
     settings = default_settings()
     shapes = [(n, b, repeats if b == 1 else batched_repeats) for n in lengths for b in batch_sizes]
     records = []
@@ -333,11 +335,13 @@ def markdown_section(report: dict, repeats: int, batched_repeats: int) -> str:
     name = section_name(report)
     where = "CPU" if device == "cpu" else device
     model = report["records"][0].get("model", MODEL_NAME) if report["records"] else MODEL_NAME
+    implementation = report["records"][0].get("plain_attention", "sdpa") if report["records"] else "sdpa"
+    attention = {"sdpa": "SDPA", "eager": "eager (transformers has no SDPA path for it)"}.get(implementation, implementation)
     return f"""<!-- {name}:begin -->
 ## Speed: {model} on {where}{"" if dtype == "float32" else f", {dtype}"}
 
 Wall-clock against ideal speed-up of token reduction over the plain Hugging Face model
-(SDPA attention, {dtype}, `torch.inference_mode`), on random token ids. Batches of 1 hold one
+({attention} attention, {dtype}, `torch.inference_mode`), on random token ids. Batches of 1 hold one
 example of n tokens; in batches larger than 1 each example's length is drawn in [n/4, n] and
 padded to n. Median of {repeats} rounds at batch 1 and {batched_repeats} at larger batches, the settings
 interleaved within each round{"" if device == "cpu" else "; every timed pass waited for on the GPU"}.
