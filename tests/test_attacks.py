@@ -71,6 +71,29 @@ def test_slowdown_attacks_raise_the_kept_count_with_the_marked_word(attack):
     assert float(after.macs[0]) == pytest.approx(result.macs)
 
 
+class FirstStepFails(Victim):
+    """The marked model, except that the first proposals measured (the second call) look as if they cost
+    nothing more: a step without gain."""
+
+    calls = 0
+
+    def measure(self, texts):
+        out = super().measure(texts)
+        type(self).calls += 1
+        if type(self).calls == 2:
+            out.macs = out.macs.clamp(max=0.0)
+        return out
+
+
+@pytest.mark.parametrize("patience, edits", [(1, 0), (2, 3)])
+def test_a_patient_whitebox_search_goes_past_a_step_without_gain(patience, edits):
+    model, tokenizer = marked_model()
+    FirstStepFails.calls = 0
+    result = whitebox(FirstStepFails(model, tokenizer, max_length=64), filler_text(30), fraction=0.1,
+                      patience=patience)
+    assert result.edits == edits  # patience 1 stops there; 2 sets those words aside and goes on to the budget
+
+
 def test_whitebox_needs_a_policy():
     model, tokenizer = marked_model()
     model.set_strategy(trbert.strategies.FixedFractionStrategy([0.5]))
