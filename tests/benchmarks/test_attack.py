@@ -44,7 +44,7 @@ def test_the_attack_benchmark_runs_every_part(run_folder, tmp_path, monkeypatch,
     base = bbc.presets("bbc")["quick"]
     topk = rivals.selection_model(run_folder / "finetune", run_folder / "topk", reduction_layers=[1, 3],
                                   selection="attention_topk", keep_fractions=[0.5, 0.25])
-    monkeypatch.setattr(attack, "models_of", lambda preset, run_dir, progress: (
+    monkeypatch.setattr(attack, "models_of", lambda preset, run_dir, data, progress: (
         run_folder / "finetune", {("tr", "alpha=1"): run_folder / "alpha-1/joint"},
         {("attention_topk", "keep 0.5,0.25"): topk}, base))
     words = tmp_path / "wordnet"

@@ -78,8 +78,7 @@ def keep_gradient(victim: Victim, words: list[str]) -> tuple[torch.Tensor, list,
     """(input ids [n], the word of each token, d(sum of the keep probabilities of every step) / d(word
     embeddings) [n, d]) of one text."""
     model = victim.model
-    policies = getattr(getattr(model, "base_model", None), "encoder", None)
-    policies = getattr(policies, "policy", None)
+    policies = getattr(model.base_model.encoder, "policy", None)  # a plain transformers model has none
     if not policies:
         raise ValueError("the white-box slow-down attack needs a model with learned keep policies "
                          "(selection='policy'); use the black-box attack for the others")

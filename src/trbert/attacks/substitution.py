@@ -59,9 +59,10 @@ def attack(victim: Victim, text: str, label: int, synonyms: Callable[[str], list
     queries = 1
     if int(clean.pred[0]) != label:
         return SubstitutionResult(text, label, False, False, 0, queries, _kept(clean, 0), _kept(clean, 0))
-    budget = edit_budget(victim.visible_words(words), fraction)
+    visible = victim.visible_words(words)
+    budget = edit_budget(visible, fraction)
     options = {}
-    for i in range(victim.visible_words(words)):
+    for i in range(visible):
         before, core, after = split_punctuation(words[i])
         if len(core) < 3 or not core.isalpha() or core.lower() in STOP_WORDS:
             continue

@@ -34,6 +34,7 @@ from trbert import evaluation
 from trbert.configuration import default_backbone
 from trbert.attacks import Victim, append, blackbox, cost_bound, substitution_attack, whitebox
 from trbert.modeling import TRBertForSequenceClassification
+from trbert.training import train_capped
 
 from . import bbc as main_job
 from .report import markdown_table, provenance, save_png, update_section
@@ -65,7 +66,7 @@ PRESETS = {
 }
 
 
-def models_of(preset: AttackPreset, run_dir: Path, progress: bool) -> tuple[Path, dict, dict, main_job.Preset]:
+def models_of(preset: AttackPreset, run_dir: Path, data, progress: bool) -> tuple[Path, dict, dict, main_job.Preset]:
     """The full model's folder, {name: folder} of the TR models and of the rivals whose cost depends on
     the input (one attention top-k schedule, one LTP penalty, as `trbert bench` makes them, into the same
     folders), each trained first where missing; and the main job's preset as used."""
@@ -79,7 +80,6 @@ def models_of(preset: AttackPreset, run_dir: Path, progress: bool) -> tuple[Path
     base = replace(base, capped={})
     if not progress:
         base = main_job.quiet(base)
-    data = main_job.CORPORA[preset.data].load(seed=0)
     folders = main_job.train_all(base, run_dir, default_backbone(), data["train"],
                                  data["train"].features["label"].names)
     full_dir = Path(folders["full"])
@@ -100,14 +100,9 @@ def models_of(preset: AttackPreset, run_dir: Path, progress: bool) -> tuple[Path
     return full_dir, tr, others, base
 
 
-def kept_fraction(measured) -> torch.Tensor:
+def text_kept(measured) -> torch.Tensor:
     """[N] each text's kept fraction, the mean over the reduction steps of kept / length."""
     return measured.kept_lengths.double().mean(1) / measured.lengths
-
-
-def per_step(measured) -> list[float]:
-    """The mean kept fraction after each reduction step (the results records' `kept_fraction`)."""
-    return [round(float(x), 4) for x in (measured.kept_lengths.double() / measured.lengths[:, None]).mean(0)]
 
 
 def label(key: tuple[str, str]) -> str:
@@ -120,13 +115,14 @@ def record(key: tuple[str, str], common: dict, **fields) -> dict:
 
 
 def slowdown_records(key, victim: Victim, texts: list[str], full_macs: torch.Tensor, preset: AttackPreset,
-                     attacks: dict, progress: bool, **common) -> tuple[list[dict], dict[str, list[str]]]:
-    """One record per attack (and one for the clean texts) of a model; and the attacked texts."""
+                     attacks: dict, progress: bool, **common) -> tuple[list[dict], torch.Tensor, dict]:
+    """One record per attack (and one for the clean texts) of a model; the clean texts' multiply-adds; and
+    {attack: (attacked texts, their multiply-adds)}."""
     clean = victim.measure(texts)
     records, attacked = [], {}
     base = {"n_examples": len(texts), "max_keep_ratio": victim.model.config.max_keep_ratio, "batch_size": 1}
-    records.append(record(key, common, **base, attack="none", kept_fraction=per_step(clean),
-                          kept_fraction_worst=round(float(kept_fraction(clean).max()), 4),
+    records.append(record(key, common, **base, attack="none", kept_fraction=evaluation.kept_fraction(clean),
+                          kept_fraction_worst=round(float(text_kept(clean).max()), 4),
                           macs=float(clean.macs.mean()), cost_ratio_mean=1.0, cost_ratio_worst=1.0,
                           saving_taken_back=0.0, edits=0.0, queries=0.0, wall_ratio=1.0))
     for attack_name, attack in attacks.items():
@@ -148,16 +144,16 @@ def slowdown_records(key, victim: Victim, texts: list[str], full_macs: torch.Ten
             lambda: _one_by_one(victim, [texts[i] for i in timed]),
             lambda: _one_by_one(victim, [results[i].text for i in timed]))
         records.append(record(
-            key, common, **base, attack=attack_name, kept_fraction=per_step(after),
-            kept_fraction_worst=round(float(kept_fraction(after).max()), 4), macs=float(after.macs.mean()),
+            key, common, **base, attack=attack_name, kept_fraction=evaluation.kept_fraction(after),
+            kept_fraction_worst=round(float(text_kept(after).max()), 4), macs=float(after.macs.mean()),
             cost_ratio_mean=round(float(after.macs.mean() / clean.macs.mean()), 4),
             cost_ratio_worst=round(float(ratio.max()), 4),
             saving_taken_back=round(float(((after.macs - clean.macs) / saving).mean()), 4),
             edits=round(statistics.mean(r.edits for r in results), 2),
             queries=round(statistics.mean(r.queries for r in results), 1),
             wall_ratio=round(attacked_s / clean_s, 4), minutes=round((time.perf_counter() - start) / 60, 2)))
-        attacked[attack_name] = [r.text for r in results]
-    return records, attacked
+        attacked[attack_name] = ([r.text for r in results], after.macs)
+    return records, clean.macs, attacked
 
 
 def _one_by_one(victim: Victim, texts: list[str]) -> None:
@@ -167,8 +163,8 @@ def _one_by_one(victim: Victim, texts: list[str]) -> None:
 def natural_record(key, victim: Victim, texts: list[str], **common) -> dict:
     """The costliest natural inputs among `texts`: the worst and the 99th percentile kept fraction."""
     measured = victim.measure(texts)
-    kept = kept_fraction(measured)
-    return record(key, common, attack="none (natural)", n_examples=len(texts), kept_fraction=per_step(measured),
+    kept = text_kept(measured)
+    return record(key, common, attack="none (natural)", n_examples=len(texts), kept_fraction=evaluation.kept_fraction(measured),
                   max_keep_ratio=victim.model.config.max_keep_ratio,
                   kept_fraction_worst=round(float(kept.max()), 4), kept_fraction_p99=round(float(kept.quantile(0.99)), 4),
                   cost_ratio_worst=round(float(measured.macs.max() / measured.macs.mean()), 4))
@@ -195,15 +191,14 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
         command: str | None = None, preset: AttackPreset | None = None, wordnet: str | None = None,
         seed: int = 0) -> list[dict]:
     from trbert.data.wordnet import WordNet, wordnet_folder
-    from trbert.training import train_capped
 
     preset = preset or PRESETS[data]
     corpus = main_job.CORPORA[preset.data]
     main = main_job.presets(preset.data)[preset.main_job]
     run_path = Path(run_dir or f"runs/{corpus.slug}-{preset.main_job}")
     start = time.perf_counter()
-    full_dir, tr_dirs, rival_dirs, base = models_of(preset, run_path, progress)
     splits = corpus.load(seed=0)
+    full_dir, tr_dirs, rival_dirs, base = models_of(preset, run_path, splits, progress)
     test = splits["test"]
     texts_all, labels_all = list(test["text"]), list(test["label"])
     chosen = evaluation.spread(len(texts_all), preset.examples)
@@ -222,12 +217,13 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
         print(f"{label(key)}: attacking the cost of {len(texts)} test texts", flush=True)
         attacks = ATTACKS if victim.model.base_model.encoder.policy else {
             k: v for k, v in ATTACKS.items() if v is not whitebox}
-        found, attacked = slowdown_records(key, victim, texts, full_macs, preset, attacks, progress, **common)
+        found, clean_macs, attacked = slowdown_records(key, victim, texts, full_macs, preset, attacks, progress,
+                                                       **common)
         records += found
         records.append(natural_record(key, victim, [texts_all[i] for i in natural], **common))
         if key in tr_dirs:
-            defence += defence_records(key, victim, tr_dirs[key], full_dir, splits, attacked, texts, preset,
-                                       base, progress, train_capped, seed, **common)
+            defence += defence_records(key, victim, tr_dirs[key], full_dir, splits, clean_macs, attacked, texts,
+                                       preset, base, progress, seed, **common)
 
     print(f"word substitutions against {len(tr_dirs) + 1} models", flush=True)
     wn = WordNet(wordnet or wordnet_folder())
@@ -255,16 +251,15 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
     return all_records
 
 
-def defence_records(key, victim, folder, full_dir, splits, attacked, texts, preset, base, progress,
-                    train_capped, seed, **common) -> list[dict]:
+def defence_records(key, victim, folder, full_dir, splits, clean_macs, attacked, texts, preset, base, progress,
+                    seed, **common) -> list[dict]:
     """The cap that bounds the attacked cost, its accuracy price (as it is, and trained for one model), and
     the black-box attack against the capped model."""
     model, tokenizer, max_length = victim.model, victim.tokenizer, victim.max_length
-    clean_macs = victim.measure(texts).macs
     # The edit attacks: appending raises the cost through the length, which the cap does not bound (the
     # maximum length does, for the full model alike).
-    versions = [v for name, v in attacked.items() if name != "append"]
-    costs = torch.stack([victim.measure(v).macs for v in versions])  # [attacks, N]
+    versions = [v for name, (v, _) in attacked.items() if name != "append"]
+    costs = torch.stack([macs for name, (_, macs) in attacked.items() if name != "append"])  # [attacks, N]
     worst = [versions[int(a)][i] for i, a in enumerate(costs.argmax(0))]  # each text's costliest edit attack
     cap, bound_ratio = choose_cap(model, tokenizer, worst, clean_macs, max_length, preset.max_cost_ratio)
     if cap is None:
