@@ -27,9 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", default="runs/bbc-gpu", help="where the stages go (default: runs/bbc-gpu)")
     parser.add_argument("--backbone", help="the backbone folder (default: the embedded all-MiniLM-L6-v2)")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.2, 1.0],
+    parser.add_argument("--alphas", type=float, nargs="*", default=[0.2, 1.0],
                         help="alphas with the paper's placement (before layers 1 and 3; default: 0.2 1)")
-    parser.add_argument("--layout-alphas", type=float, nargs="+", default=[0.5, 1.0],
+    parser.add_argument("--layout-alphas", type=float, nargs="*", default=[0.5, 1.0],
                         help="alphas with the steps on the embeddings and before layer 3 (default: 0.5 1)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16", "float16"])

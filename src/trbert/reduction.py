@@ -343,7 +343,7 @@ class TRBertEncoder(nn.Module):
         else:
             out = h.new_zeros(B, sizes.longest, d)
             out[example, rank] = h
-        return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], log_prob, None, *(exits or (None, None)))
+        return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), log_prob, None, *(exits or (None, None)))
 
     def _forward_graph(self, hidden, mask, input_ids, restore):
         """Removal without host read-backs (see the module's docstring): states [B, m, d] whose first
@@ -383,7 +383,7 @@ class TRBertEncoder(nn.Module):
         else:
             out = h * present[..., None].to(h.dtype)  # the kept tokens first, zeros after them
         kept = torch.stack(kept, 1) if kept else length.new_zeros(B, 0)
-        return EncoderResult(out, kept, kept.to(hidden.dtype) / length[:, None], None, None, *(exits or (None, None)))
+        return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), None, None, *(exits or (None, None)))
 
     def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions, step_states=False):
         B, n, _ = hidden.shape
@@ -412,7 +412,7 @@ class TRBertEncoder(nn.Module):
             keys = mask if self.config.skipped_as_keys else present_mask
             attn_mask = self._layer_mask(h, keys, positions)
             h = torch.where(present_mask[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
-        return EncoderResult(h, kept, kept.to(hidden.dtype) / length[:, None], log_prob, states, *(exits or (None, None)))
+        return EncoderResult(h, kept, _fraction(kept, length, hidden.dtype), log_prob, states, *(exits or (None, None)))
 
 
 def _after_attention(layer: BertLayer, context: torch.Tensor, h: torch.Tensor, training: bool) -> torch.Tensor:
@@ -489,6 +489,11 @@ class Lengths:
         if self._cumulative is None:
             self._cumulative = F.pad(torch.cumsum(self.counts, 0), (1, 0)).to(torch.int32)
         return self._cumulative
+
+
+def _fraction(kept: torch.Tensor, length: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, steps] kept / length, at least in fp32 (a bfloat16 model's fraction of 300 / 512 would round)."""
+    return kept.to(torch.promote_types(dtype, torch.float32)) / length[:, None]
 
 
 def attention_path(device: torch.device, dtype: torch.dtype, dropout: float = 0.0) -> str:

@@ -1,6 +1,7 @@
 """The learned TR-BERT policy: one small network per reduction step gives each token a keep probability."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import KeepStrategy, StepProposal
@@ -21,6 +22,11 @@ class KeepPolicy(nn.Module):
             # confident keeps and the log-probability of skipping them would be -inf.
             with torch.autocast(hidden.device.type, enabled=False):
                 return self(hidden.to(self.dense.weight.dtype))
+        if hidden.dtype in (torch.bfloat16, torch.float16):
+            # A half-precision model (on a GPU) still decides in fp32: a bfloat16 probability has 8 bits, so
+            # many tokens would tie and which of them are kept would turn on rounding. The network is tiny.
+            h = self.act(F.linear(hidden.float(), self.dense.weight.float(), self.dense.bias.float()))
+            return torch.sigmoid(F.linear(h, self.out.weight.float(), self.out.bias.float())).squeeze(-1)
         return torch.sigmoid(self.out(self.act(self.dense(hidden)))).squeeze(-1)
 
 
@@ -41,7 +47,8 @@ class PolicyStrategy(KeepStrategy):
                              "PolicyStrategy needs a model made with selection='policy'")
         prob = policy(tokens.hidden)
         if config.keep_rule == "expected":
-            expected = prob.new_zeros(tokens.counts.shape[0]).scatter_add(0, tokens.example, prob)
+            # Summed in fp32: a bfloat16 sum moves in steps of 2 past 256 (4 past 512), and on a GPU adds in that precision
+            expected = prob.new_zeros(tokens.counts.shape[0], dtype=torch.float32).scatter_add(0, tokens.example, prob.float())
             budget = torch.clamp(torch.round(expected).long(), min=1)
             return StepProposal(keep=torch.ones_like(prob, dtype=torch.bool), score=prob, prob=prob, budget=budget)
         return StepProposal(keep=prob >= config.keep_threshold, score=prob, prob=prob)
