@@ -192,3 +192,18 @@ def test_substitution_changes_only_synonyms_within_its_budget(fraction, success)
 def test_substitution_skips_texts_the_model_gets_wrong():
     result = substitution_attack(WordCounter(), "good good good good good house", 1, lambda w: SYNONYMS.get(w, []))
     assert not result.clean_correct and not result.success and result.changed == 0
+
+
+class StrictWordCounter(WordCounter):
+    """WordCounter that refuses an empty text, as a real model's `measure` does."""
+
+    def measure(self, texts):
+        if any(not t.strip() for t in texts):
+            raise ValueError("an empty text")
+        return super().measure(texts)
+
+
+def test_substitution_attacks_a_one_word_text():
+    # Deleting the only word leaves no text to measure: it is the most important word, not an error.
+    result = substitution_attack(StrictWordCounter(), "house", 1, lambda w: SYNONYMS.get(w, []))
+    assert result.clean_correct and not result.success and result.text in ("house", "home")

@@ -2,6 +2,7 @@
 the defence and the substitutions run and report; the tables and the plot are written."""
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -80,6 +81,20 @@ def test_the_attack_benchmark_runs_every_part(run_folder, tmp_path, monkeypatch,
         assert r["success_rate"] is None or 0 <= r["success_rate"] <= 1
     assert (run_folder / "bbc_attacks.json").is_file()
     assert "| tr alpha=1 | slowdown-blackbox |" in out and "words per success" in out
+
+    # A second run takes each model's finished records from its parts instead of attacking again...
+    def fail(*args, **kwargs):
+        raise AssertionError("attacked again")
+
+    monkeypatch.setattr(attack, "slowdown_records", fail)
+    monkeypatch.setattr(attack, "substitution_attack", fail)
+    again = attack.run("bbc", str(run_folder), report=False, progress=False, preset=preset, wordnet=str(words))
+    assert [{k: v for k, v in r.items() if k != "minutes"} for r in again] == \
+        [{k: v for k, v in r.items() if k != "minutes"} for r in records]
+    # ... but not those made with other settings
+    with pytest.raises(AssertionError, match="attacked again"):
+        attack.run("bbc", str(run_folder), report=False, progress=False, preset=replace(preset, examples=3),
+                   wordnet=str(words))
 
 
 def test_the_cap_is_the_largest_whose_bound_meets_the_target():

@@ -71,9 +71,15 @@ def attack(victim: Victim, text: str, label: int, synonyms: Callable[[str], list
             options[i] = [before + _recase(core, s) + after for s in found]
     if not options:
         return SubstitutionResult(text, label, True, False, 0, queries, _kept(clean, 0), _kept(clean, 0))
-    deleted = victim.measure([" ".join(words[:i] + words[i + 1:]) for i in options])
-    queries += len(options)
-    drop = clean.probs[0, label] - deleted.probs[:, label]
+    # Importance: how much deleting the word lowers the true class's probability (deleting the only word
+    # leaves no text: it counts as losing all of it)
+    rests = [" ".join(words[:i] + words[i + 1:]) for i in options]
+    readable = [j for j, rest in enumerate(rests) if rest.strip()]
+    drop = clean.probs[0, label].repeat(len(rests))
+    if readable:
+        deleted = victim.measure([rests[j] for j in readable])
+        drop[readable] = clean.probs[0, label] - deleted.probs[:, label]
+        queries += len(readable)
     order = [list(options)[int(j)] for j in drop.argsort(descending=True)]
     true_prob, kept, changed = float(clean.probs[0, label]), _kept(clean, 0), 0
     for i in order:

@@ -20,11 +20,13 @@ the TR models: attack success rate, words changed per success, accuracy under at
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import shlex
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -32,6 +34,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import evaluation
 from trbert.configuration import default_backbone
+from trbert.io import write_json
 from trbert.attacks import Victim, append, blackbox, cost_bound, substitution_attack, whitebox
 from trbert.modeling import TRBertForSequenceClassification
 from trbert.training import train_capped
@@ -213,26 +216,42 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
     natural = evaluation.spread(len(texts_all), preset.natural_examples)
     victims = {key: Victim(TRBertForSequenceClassification.from_pretrained(folder).eval(), tokenizer, main.max_length)
                for key, folder in {**tr_dirs, **rival_dirs}.items()}
+    models = {"full": full_dir, **{label(k): folder for k, folder in {**tr_dirs, **rival_dirs}.items()}}
+    parts = Parts(run_path / f"{corpus.slug}_attacks-parts", {
+        "preset": asdict(preset), "seed": seed, "models": {name: _stamp(folder) for name, folder in models.items()}})
     for key, victim in victims.items():
+        done = parts.get("cost", key)
+        if done is not None:
+            print(f"{label(key)}: measured before, kept ({parts.folder})", flush=True)
+            records += done["records"]
+            defence += done["defence"]
+            continue
         print(f"{label(key)}: attacking the cost of {len(texts)} test texts", flush=True)
         attacks = ATTACKS if victim.model.base_model.encoder.policy else {
             k: v for k, v in ATTACKS.items() if v is not whitebox}
         found, clean_macs, attacked = slowdown_records(key, victim, texts, full_macs, preset, attacks, progress,
                                                        **common)
-        records += found
-        records.append(natural_record(key, victim, [texts_all[i] for i in natural], **common))
+        found.append(natural_record(key, victim, [texts_all[i] for i in natural], **common))
+        guarded = []
         if key in tr_dirs:
-            defence += defence_records(key, victim, tr_dirs[key], full_dir, splits, clean_macs, attacked, texts,
-                                       preset, base, progress, seed, **common)
+            guarded = defence_records(key, victim, tr_dirs[key], full_dir, splits, clean_macs, attacked, texts,
+                                      preset, base, progress, seed, **common)
+        parts.put("cost", key, {"records": found, "defence": guarded})
+        records += found
+        defence += guarded
 
     print(f"word substitutions against {len(tr_dirs) + 1} models", flush=True)
     wn = WordNet(wordnet or wordnet_folder())
     chosen_sub = evaluation.spread(len(texts_all), preset.substitution_examples)
     robustness = []
     for key, victim in {("full", "fine-tuned"): full_victim, **{k: victims[k] for k in tr_dirs}}.items():
-        results = [substitution_attack(victim, texts_all[i], labels_all[i], wn.synonyms, fraction=preset.fraction)
-                   for i in chosen_sub]
-        robustness.append(robustness_record(key, results, **common))
+        done = parts.get("substitution", key)
+        if done is None:
+            results = [substitution_attack(victim, texts_all[i], labels_all[i], wn.synonyms, fraction=preset.fraction)
+                       for i in chosen_sub]
+            done = robustness_record(key, results, **common)
+            parts.put("substitution", key, done)
+        robustness.append(done)
     summary = {"minutes": round((time.perf_counter() - start) / 60, 1)}
     all_records = records + defence + robustness
     command = command or shlex.join(["trbert", "attack", "--data", preset.data])
@@ -249,6 +268,35 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
         update_section("docs/RESULTS.md", f"attacks-{corpus.slug}",
                        markdown_section(records, defence, robustness, summary, command, preset, corpus, name))
     return all_records
+
+
+def _stamp(folder: Path) -> list:
+    """A model folder and when its weights were written: a retrained model makes the parts stale."""
+    weights = Path(folder) / "model.safetensors"
+    return [str(folder), weights.stat().st_mtime_ns if weights.exists() else None]
+
+
+class Parts:
+    """Each model's finished records in a folder, so that an interrupted run goes on from the models it had
+    not finished. A part counts only if it was made with the same settings (`fingerprint`)."""
+
+    def __init__(self, folder: Path, fingerprint: dict):
+        self.folder, self.fingerprint = folder, json.loads(json.dumps(fingerprint))
+
+    def _path(self, kind: str, key: tuple[str, str]) -> Path:
+        return self.folder / f"{kind}-{re.sub(r'[^A-Za-z0-9.,=-]+', '_', label(key))}.json"
+
+    def get(self, kind: str, key: tuple[str, str]):
+        path = self._path(kind, key)
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return stored.get("value") if stored.get("fingerprint") == self.fingerprint else None
+
+    def put(self, kind: str, key: tuple[str, str], value) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(self._path(kind, key), {"fingerprint": self.fingerprint, "value": value})
 
 
 def defence_records(key, victim, folder, full_dir, splits, clean_macs, attacked, texts, preset, base, progress,
