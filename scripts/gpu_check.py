@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -59,10 +60,15 @@ def reference_varlen(q, k, v, cu_seq_q, cu_seq_k, max_q, max_k):
     return torch.cat(out)
 
 
-def force_path(path: str | None) -> None:
-    """Run packed attention on `path` whatever the device and dtype (None: the automatic choice)."""
-    force_path.saved = getattr(force_path, "saved", reduction.attention_path)
-    reduction.attention_path = force_path.saved if path is None else (lambda device, dtype, dropout=0.0: path)
+@contextmanager
+def forced_path(path: str):
+    """Packed attention on `path` whatever the device and dtype."""
+    automatic = reduction.attention_path
+    reduction.attention_path = lambda device, dtype, dropout=0.0: path
+    try:
+        yield
+    finally:
+        reduction.attention_path = automatic
 
 
 def spread_policies(model, seed: int = 1):
@@ -77,12 +83,8 @@ def spread_policies(model, seed: int = 1):
 
 
 def run_model(model, path, ids, mask):
-    force_path(path)
-    try:
-        with torch.inference_mode():
-            out = model(input_ids=ids, attention_mask=mask, restore=True)
-    finally:
-        force_path(None)
+    with forced_path(path), torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, restore=True)
     return out.last_hidden_state.float(), out.kept_lengths
 
 
@@ -183,6 +185,11 @@ def long_part(args, out: Path) -> bool:
     n_texts, length = (4, 1024) if args.quick else (32, 4096)
     records = []
     tokenizer = AutoTokenizer.from_pretrained(run / "finetune")
+    digests = list(load_digests(length, "test", n=2 * n_texts)["text"])
+    texts = [digests[i] for i in spread(len(digests), n_texts)]
+    batches = [tokenizer(texts[s:s + 8], truncation=True, max_length=length, padding=True, return_tensors="pt")
+               for s in range(0, len(texts), 8)]
+    lengths = torch.cat([b["attention_mask"].sum(1) for b in batches])
     for dtype in (torch.bfloat16, torch.float32):
         full = AutoModelForSequenceClassification.from_pretrained(run / "finetune").eval().to(device=device, dtype=dtype)
         baseline = SegmentBaseline(full, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
@@ -190,17 +197,12 @@ def long_part(args, out: Path) -> bool:
         tr = TRBertForSequenceClassification.from_pretrained(args.long_model or run / "layers-0-3" / "alpha-2" / "joint",
                                                              long_input=True)
         tr.eval().to(device=device, dtype=dtype)
-        digests = load_digests(length, "test", n=2 * n_texts)
-        texts = [list(digests["text"])[i] for i in spread(len(digests), n_texts)]
-        batches = [tokenizer(texts[s:s + 8], truncation=True, max_length=length, padding=True, return_tensors="pt")
-                   for s in range(0, len(texts), 8)]
-        lengths = torch.cat([b["attention_mask"].sum(1) for b in batches])
         with torch.inference_mode():
             kept = torch.cat([tr(**{k: v.to(device) for k, v in b.items()}).kept_lengths.cpu() for b in batches])
         seg_macs = full.config.num_hidden_layers * segmented_layer_macs(full.config, lengths, 512).sum().item()
         tr_macs = reduction_cost(tr.config, lengths, kept).macs.sum().item()
         timed = timed_side_by_side(tr, baseline, batches, len(texts), repeats=5)
-        record = {**dict.fromkeys(evaluation.RECORD_FIELDS), "method": "tr (long input)", "data": "bbc_digests_4096 (derived)",
+        record = {**dict.fromkeys(evaluation.RECORD_FIELDS), "method": "tr (long input)", "data": f"bbc_digests_{length} (derived)",
                   "model": "all-MiniLM-L6-v2", "split": "test", "max_length": length, "setting": "steps 0,3 alpha=2, trained on articles",
                   "batch_size": 8, "n_examples": len(texts), "dtype": str(dtype).removeprefix("torch."),
                   "mean_tokens": round(float(lengths.double().mean()), 1),

@@ -33,9 +33,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trbert import evaluation
+from trbert.attacks import Victim, append, blackbox, cost_bound, substitution_attack, whitebox
 from trbert.configuration import default_backbone
 from trbert.io import write_json
-from trbert.attacks import Victim, append, blackbox, cost_bound, substitution_attack, whitebox
 from trbert.modeling import TRBertForSequenceClassification
 from trbert.training import train_capped
 
