@@ -1,4 +1,4 @@
-"""`trbert eval`: the comparison with the full model printed and written as JSON, in float32 and bfloat16, and its errors."""
+"""`trbert eval`: the comparison with the full model printed and written as JSON, in float32, bfloat16 and int8, and its errors."""
 
 import json
 
@@ -47,6 +47,25 @@ def test_eval_in_bfloat16_agrees_with_float32(run, tmp_path, capsys):
         assert abs(single["accuracy"] - half["accuracy"]) <= 0.1
         if single["kept_fraction"]:
             assert half["kept_fraction"][0] == pytest.approx(single["kept_fraction"][0], abs=0.1)
+
+
+def test_eval_in_int8_quantizes_both_models(run, tmp_path, capsys):
+    common = ["eval", "--model", run.out / "joint", "--full-model", run.out / "finetune", "--data", run.test_csv,
+              *CSV_COLUMNS, "--timing-repeats", "0", "--no-progress"]
+    reports = {}
+    for options in ([], ["--int8"]):
+        path = tmp_path / f"int8-{bool(options)}.json"
+        status, out, err = run_cli([*common, *options, "--json", path], capsys)
+        assert status == 0, err
+        assert ("cpu, int8" in out) == bool(options)
+        reports[bool(options)] = json.loads(path.read_text())["records"]
+    assert [r["dtype"] for r in reports[True]] == ["int8", "int8"]
+    for single, int8 in zip(reports[False], reports[True]):
+        assert abs(single["accuracy"] - int8["accuracy"]) <= 0.1  # int8 noise flips a few, not more
+    assert reports[True][0]["flops_speedup"] > 1  # the TR model still drops tokens
+
+    status, _, err = run_cli([*common, "--int8", "--dtype", "bfloat16"], capsys)
+    assert status == 2 and "--int8 quantizes float32 weights" in err and "Traceback" not in err
 
 
 def test_eval_against_a_given_full_model_and_of_a_plain_model(run, capsys):

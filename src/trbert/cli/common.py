@@ -335,6 +335,30 @@ def place(args, *models):
     return torch.device("cpu") if exported else device
 
 
+def int8_models(args, device, *models) -> list:
+    """With --int8, int8 copies of the models (`trbert.quantize_int8`: CPU, fp32 only; the policies stay
+    fp32); else the models as they are. One model given twice is quantized once."""
+    if not getattr(args, "int8", False):
+        return list(models)
+    import torch
+
+    if any(not isinstance(m, torch.nn.Module) for m in models):
+        raise CommandError("--int8 quantizes PyTorch models; an exported ONNX model is quantized when exported "
+                           "(trbert export --int8)")
+    if args.dtype != "float32":
+        raise CommandError(f"--int8 quantizes float32 weights: leave out --dtype {args.dtype}")
+    if device.type != "cpu":
+        raise CommandError("--int8 runs on the CPU only (dynamic int8 quantization), but a GPU is in use: hide it "
+                           "with CUDA_VISIBLE_DEVICES= to evaluate in int8")
+    from ..deployment import quantize_int8
+
+    quantized: dict[int, torch.nn.Module] = {}
+    for m in models:
+        if id(m) not in quantized:
+            quantized[id(m)] = quantize_int8(m)
+    return [quantized[id(m)] for m in models]
+
+
 ARCHITECTURE_TASKS = {"ForSequenceClassification": "classification", "ForQuestionAnswering": "question-answering",
                       "ForTokenClassification": "token-classification"}
 

