@@ -1,6 +1,7 @@
 """`trbert attack`'s benchmark end to end on tiny models and a tiny letter-word data set: every attack,
 the defence and the substitutions run and report; the tables and the plot are written."""
 
+import json
 import random
 from dataclasses import replace
 
@@ -91,10 +92,26 @@ def test_the_attack_benchmark_runs_every_part(run_folder, tmp_path, monkeypatch,
     again = attack.run("bbc", str(run_folder), report=False, progress=False, preset=preset, wordnet=str(words))
     assert [{k: v for k, v in r.items() if k != "minutes"} for r in again] == \
         [{k: v for k, v in r.items() if k != "minutes"} for r in records]
+    summary = json.loads((run_folder / "bbc_attacks.json").read_text())["summary"]
+    assert summary["parts_reused"] == 4  # two models' cost attacks, two models' substitutions
+    section = attack.markdown_section([r for r in again if "cost_ratio_mean" in r and "defence" not in r],
+                                      [], [], summary, "trbert attack", preset, bbc.CORPORA["bbc"], "bbc_attacks")
+    assert "4 model part(s) (cost attacks, or substitutions) were found finished on disk" in section
     # ... but not those made with other settings
     with pytest.raises(AssertionError, match="attacked again"):
         attack.run("bbc", str(run_folder), report=False, progress=False, preset=replace(preset, examples=3),
                    wordnet=str(words))
+
+
+def test_the_saving_taken_back_is_over_the_texts_together():
+    records = [{"method": "tr", "setting": "a", "attack": "none", "macs": 40.0},
+               {"method": "tr", "setting": "a", "attack": "append", "macs": 70.0},
+               {"method": "tr", "setting": "a", "attack": "none (natural)", "cost_ratio_worst": 2.0},
+               {"method": "ltp", "setting": "b", "attack": "none", "macs": 100.0},
+               {"method": "ltp", "setting": "b", "attack": "slowdown-blackbox", "macs": 104.0}]
+    attack.add_saving_taken_back(records, full_macs=100.0)
+    # 30 of the 60 saved; a model that saves nothing on these texts has no saving to take back.
+    assert [r.get("saving_taken_back", "-") for r in records] == [0.0, 0.5, "-", None, None]
 
 
 def test_the_cap_is_the_largest_whose_bound_meets_the_target():

@@ -117,8 +117,21 @@ def record(key: tuple[str, str], common: dict, **fields) -> dict:
     return {**dict.fromkeys(evaluation.RECORD_FIELDS), **common, "method": key[0], "setting": key[1], **fields}
 
 
-def slowdown_records(key, victim: Victim, texts: list[str], full_macs: torch.Tensor, preset: AttackPreset,
-                     attacks: dict, progress: bool, **common) -> tuple[list[dict], torch.Tensor, dict]:
+def add_saving_taken_back(records: list[dict], full_macs: float) -> None:
+    """Set each cost record's `saving_taken_back`: the share of its model's saving over the full model
+    (mean multiply-adds per text, `full_macs` on the clean texts) that the attack takes back, over the
+    texts together (a text the model does not speed up would make a per-text share unbounded); None
+    where the model saves nothing on these texts."""
+    clean = {(r["method"], r["setting"]): r["macs"] for r in records if r["attack"] == "none"}
+    for r in records:
+        if "macs" in r:
+            base = clean[(r["method"], r["setting"])]
+            saving = full_macs - base
+            r["saving_taken_back"] = round((r["macs"] - base) / saving, 4) if saving > 0 else None
+
+
+def slowdown_records(key, victim: Victim, texts: list[str], preset: AttackPreset, attacks: dict, progress: bool,
+                     **common) -> tuple[list[dict], torch.Tensor, dict]:
     """One record per attack (and one for the clean texts) of a model; the clean texts' multiply-adds; and
     {attack: (attacked texts, their multiply-adds)}."""
     clean = victim.measure(texts)
@@ -127,7 +140,7 @@ def slowdown_records(key, victim: Victim, texts: list[str], full_macs: torch.Ten
     records.append(record(key, common, **base, attack="none", kept_fraction=evaluation.kept_fraction(clean),
                           kept_fraction_worst=round(float(text_kept(clean).max()), 4),
                           macs=float(clean.macs.mean()), cost_ratio_mean=1.0, cost_ratio_worst=1.0,
-                          saving_taken_back=0.0, edits=0.0, queries=0.0, wall_ratio=1.0))
+                          edits=0.0, queries=0.0, wall_ratio=1.0))
     for attack_name, attack in attacks.items():
         rng = random.Random(0)
         start = time.perf_counter()
@@ -141,7 +154,6 @@ def slowdown_records(key, victim: Victim, texts: list[str], full_macs: torch.Ten
                 print(f"  {label(key)}, {attack_name}: {i + 1}/{len(texts)} texts", flush=True)
         after = victim.measure([r.text for r in results])
         ratio = after.macs / clean.macs
-        saving = (full_macs - clean.macs).clamp(min=1.0)
         timed = evaluation.spread(len(texts), preset.timed)
         clean_s, attacked_s, _ = evaluation.wall_speedup(
             lambda: _one_by_one(victim, [texts[i] for i in timed]),
@@ -151,7 +163,6 @@ def slowdown_records(key, victim: Victim, texts: list[str], full_macs: torch.Ten
             kept_fraction_worst=round(float(text_kept(after).max()), 4), macs=float(after.macs.mean()),
             cost_ratio_mean=round(float(after.macs.mean() / clean.macs.mean()), 4),
             cost_ratio_worst=round(float(ratio.max()), 4),
-            saving_taken_back=round(float(((after.macs - clean.macs) / saving).mean()), 4),
             edits=round(statistics.mean(r.edits for r in results), 2),
             queries=round(statistics.mean(r.queries for r in results), 1),
             wall_ratio=round(attacked_s / clean_s, 4), minutes=round((time.perf_counter() - start) / 60, 2)))
@@ -219,9 +230,11 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
     models = {"full": full_dir, **{label(k): folder for k, folder in {**tr_dirs, **rival_dirs}.items()}}
     parts = Parts(run_path / f"{corpus.slug}_attacks-parts", {
         "preset": asdict(preset), "seed": seed, "models": {name: _stamp(folder) for name, folder in models.items()}})
+    reused = 0  # models whose records were found finished on disk
     for key, victim in victims.items():
         done = parts.get("cost", key)
         if done is not None:
+            reused += 1
             print(f"{label(key)}: measured before, kept ({parts.folder})", flush=True)
             records += done["records"]
             defence += done["defence"]
@@ -229,8 +242,7 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
         print(f"{label(key)}: attacking the cost of {len(texts)} test texts", flush=True)
         attacks = ATTACKS if victim.model.base_model.encoder.policy else {
             k: v for k, v in ATTACKS.items() if v is not whitebox}
-        found, clean_macs, attacked = slowdown_records(key, victim, texts, full_macs, preset, attacks, progress,
-                                                       **common)
+        found, clean_macs, attacked = slowdown_records(key, victim, texts, preset, attacks, progress, **common)
         found.append(natural_record(key, victim, [texts_all[i] for i in natural], **common))
         guarded = []
         if key in tr_dirs:
@@ -239,6 +251,7 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
         parts.put("cost", key, {"records": found, "defence": guarded})
         records += found
         defence += guarded
+    add_saving_taken_back(records, float(full_macs.mean()))
 
     print(f"word substitutions against {len(tr_dirs) + 1} models", flush=True)
     wn = WordNet(wordnet or wordnet_folder())
@@ -246,13 +259,14 @@ def run(data: str = "bbc", run_dir: str | None = None, report: bool = False, pro
     robustness = []
     for key, victim in {("full", "fine-tuned"): full_victim, **{k: victims[k] for k in tr_dirs}}.items():
         done = parts.get("substitution", key)
+        reused += done is not None
         if done is None:
             results = [substitution_attack(victim, texts_all[i], labels_all[i], wn.synonyms, fraction=preset.fraction)
                        for i in chosen_sub]
             done = robustness_record(key, results, **common)
             parts.put("substitution", key, done)
         robustness.append(done)
-    summary = {"minutes": round((time.perf_counter() - start) / 60, 1)}
+    summary = {"minutes": round((time.perf_counter() - start) / 60, 1), "parts_reused": reused}
     all_records = records + defence + robustness
     command = command or shlex.join(["trbert", "attack", "--data", preset.data])
     name = f"{corpus.slug}_attacks"
@@ -434,13 +448,15 @@ def markdown_section(records, defence, robustness, summary, command, preset, cor
         "spread over the split: at most "
         f"{100 * preset.fraction:g}% of the visible words substituted or inserted (white-box: gradient of the keep "
         "probabilities; black-box: greedy search that sees only the cost), or words appended up to the maximum "
-        "length; 'saving taken back': the share of the model's multiply-adds saving over the full model that the "
-        "attack removes; wall clock of the attacked texts over the clean ones at batch 1. Natural: the costliest "
+        "length; 'saving taken back': the share of the model's multiply-adds saving over the full model (on the "
+        "clean texts, all together) that the attack removes; wall clock of the attacked texts over the clean ones at batch 1. Natural: the costliest "
         f"of {natural} test texts. Substitutions: WordNet synonyms, at most "
         f"{100 * preset.fraction:g}% of the visible words, {preset.substitution_examples} test texts.",
         "",
         *provenance(command, evaluation.machine()),
-        f"- Time: {summary['minutes']:.1f} min",
+        f"- Time: {summary['minutes']:.1f} min" + (
+            f" in the last run; {summary['parts_reused']} model part(s) (cost attacks, or substitutions) were found "
+            "finished on disk from an earlier run of the same command and reused" if summary.get("parts_reused") else ""),
         "",
         cost_table(records),
         "",
