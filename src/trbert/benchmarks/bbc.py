@@ -150,9 +150,10 @@ PRESETS = {
         frozen_policies=((0, 6),),
         # Alpha 2 keeps about half the tokens at its first step: at batch 1 the second half of the layers,
         # on a few tokens, reads every weight for little arithmetic, so the first step's share bounds the
-        # wall clock. A cap of 40% there, tuned to by distillation, is what batch 1 needs (docs/RESULTS.md).
+        # wall clock. A cap of 40% there, tuned to by distillation on every training article, is what
+        # batch 1 needs (docs/RESULTS.md).
         capped={((0, 6), 2.0): [0.4]},
-        capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, max_examples=600, **FAST),
+        capped_stage=StageSettings(epochs=1, learning_rate=2e-5, batch_size=8, **FAST),
         truncation=[32, 64, 128],
         timing_examples=48,
         target=(3.0, 2.5),
