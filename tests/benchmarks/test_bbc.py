@@ -111,10 +111,10 @@ def test_a_preset_may_measure_accuracy_on_part_of_the_test_split(tmp_path):
     settings = training.StageSettings()
     preset = recipe.Preset(name="x", max_length=32, finetune=settings, policy=settings, joint=settings, alphas=[1.0])
     test = synthetic(120, seed=9)
-    assert recipe.test_subset(preset, test) is test
-    part = recipe.test_subset(replace(preset, test_examples=12), test)
+    assert recipe.evaluated_split(preset, test) is test
+    part = recipe.evaluated_split(replace(preset, test_examples=12), test)
     assert len(part) == 12 and part["text"] == [test[i]["text"] for i in range(0, 120, 10)]  # spread evenly
-    assert recipe.test_subset(replace(preset, test_examples=500), test) is test
+    assert recipe.evaluated_split(replace(preset, test_examples=500), test) is test
     records = [{**_record("full", "fine-tuned", 1.0, 0.9), "n_examples": 12, "score": 0.9, "kept_fraction": None}]
     section = recipe.markdown_section(replace(preset, test_examples=12), records, "trbert run", "tiny",
                                       tmp_path / "t.png", tmp_path / "R.md")

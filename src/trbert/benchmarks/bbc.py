@@ -311,7 +311,7 @@ def train_all(preset: Preset, run_dir: Path, backbone: str, train, label_names, 
     return {"full": full_dir, "tr": models, "layouts": layouts, "capped": capped, "minutes": clock.minutes}
 
 
-def test_subset(preset: Preset, test):
+def evaluated_split(preset: Preset, test):
     """The test examples a preset's accuracy is measured on: all, or `test_examples` spread evenly over
     the split (which may be sorted by class)."""
     if preset.test_examples is None or preset.test_examples >= len(test):
@@ -552,7 +552,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
     folders = train_all(preset, run_path, backbone, splits["train"], label_names, seed)
     budget = None if max_drop is None else budget_choice(preset, folders, splits, run_path, seed, max_drop, progress)
     trained = time.perf_counter()
-    records = evaluate_all(preset, folders, test_subset(preset, splits["test"]), progress)
+    records = evaluate_all(preset, folders, evaluated_split(preset, splits["test"]), progress)
     done = time.perf_counter()
     budget_line = None
     if budget is not None:

@@ -338,7 +338,7 @@ def place(args, *models):
 def int8_models(args, device, *models) -> list:
     """With --int8, int8 copies of the models (`trbert.quantize_int8`: CPU, fp32 only; the policies stay
     fp32); else the models as they are. One model given twice is quantized once."""
-    if not getattr(args, "int8", False):
+    if not args.int8:
         return list(models)
     import torch
 

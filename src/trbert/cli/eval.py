@@ -124,6 +124,7 @@ def evaluate(args) -> int:
     tokenizer = load_tokenizer(folder)
     device = place(args, model, full)
     model, full = int8_models(args, device, model, full)
+    precision = "int8" if args.int8 else args.dtype
     result = evaluation.evaluate_classifier(model, full, tokenizer, texts, labels, max_length, args.batch_size,
                                             timing_repeats=args.timing_repeats, progress=not args.no_progress)
 
@@ -132,7 +133,7 @@ def evaluate(args) -> int:
     print(f"model:           {folder} ({kind})")
     print(f"full model:      {full_note}")
     print(f"data:            {data.description}: {len(texts)} examples, max length {max_length}, "
-          f"batch size {args.batch_size}, {device.type}, {'int8' if args.int8 else args.dtype}")
+          f"batch size {args.batch_size}, {device.type}, {precision}")
     print(f"accuracy:        {percent(result['accuracy'])}")
     print(f"full accuracy:   {percent(result['full_accuracy'])}")
     print(f"difference:      {points(result['accuracy_diff'])} points, 95% CI [{points(result['ci_low'])}, "
@@ -141,7 +142,7 @@ def evaluate(args) -> int:
 
     if args.json:
         common = dict(data=args.data if args.data == "bbc" else data.description,
-                      split=split if args.data == "bbc" else None, dtype="int8" if args.int8 else args.dtype)
+                      split=split if args.data == "bbc" else None, dtype=precision)
         setting = f"keep_threshold={config.keep_threshold:g}" if is_tr else "plain"
         full_ms = result["full_latency_ms"]
         records = [
