@@ -197,3 +197,22 @@ def test_graph_execution_equals_packed(cls):
                                    a.logits[mask.bool()] if a.logits.dim() == 3 else a.logits, atol=1e-5, rtol=0)
         alone = graph(input_ids=ids[2:3, :LENGTHS[2]])
         assert alone.kept_lengths.tolist() == b.kept_lengths[2:3].tolist()
+
+
+def test_graph_execution_projects_only_the_tokens_each_example_keeps():
+    """In graph mode the examples of a batch keep different counts; each layer's projections and feed-forward
+    run on those tokens alone (no padding to the longest), attention on the grid of the longest."""
+    model = reducing_model(trbert.TRBertForSequenceClassification, execution="graph")
+    ids, mask = tiny_batch(LENGTHS)
+    rows = []
+    hooks = [layer.intermediate.dense.register_forward_hook(lambda m, x, y: rows.append(x[0].shape[0]))
+             for layer in model.bert.encoder.layer]
+    with torch.no_grad():
+        kept = model(input_ids=ids, attention_mask=mask).kept_lengths
+    for h in hooks:
+        h.remove()
+    steps = model.config.reduction_layers
+    per_layer = [sum(LENGTHS) if i < steps[0] else int(kept[:, sum(s <= i for s in steps) - 1].sum())
+                 for i in range(model.config.num_hidden_layers)]
+    assert rows == per_layer
+    assert int(kept[:, -1].sum()) < len(LENGTHS) * int(kept[:, -1].max())  # padding would have been run

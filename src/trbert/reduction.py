@@ -10,9 +10,9 @@ One encoder serves every head. It runs in one of two modes:
   the keys of later layers and their states are frozen. For the same decisions this equals
   removal; it lets the keep actions be sampled and returns their log-probabilities.
 * graph (export): removal written without reading anything back to the host, so that a traced
-  graph (ONNX) holds it for any input: after each step every example's kept tokens move to the
-  front and the batch shrinks to the most any example keeps (at batch 1, exactly its kept tokens);
-  attention masks the rest. The same decisions as removal.
+  graph (ONNX) holds it for any input: the tokens stay packed as in removal, and each layer's
+  attention runs on a grid of every example's kept tokens, as wide as the most any example keeps
+  (at batch 1, exactly its kept tokens), the empty slots masked. The same decisions as removal.
 
 Padding is never kept; position 0 ([CLS] / <s>) always is. Every decision is made per
 example, so an example's outputs do not depend on the rest of its batch.
@@ -20,6 +20,7 @@ example, so an example's outputs do not depend on the rest of its batch.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -315,7 +316,7 @@ class TRBertEncoder(nn.Module):
                     out[example, position] = h
                     exits = _record_exits(exits, prediction, skip, example, position, (B, n))
                 before = sizes.total
-                counts = torch.zeros_like(length).index_add(0, example, keep.long())
+                counts = torch.zeros_like(length).scatter_add(0, example, keep.long())
                 sizes = Lengths(counts)  # the step's one read-back
                 if as_keys:
                     gone = torch.nonzero_static(skip, size=before - sizes.total).squeeze(1)
@@ -346,44 +347,68 @@ class TRBertEncoder(nn.Module):
         return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), log_prob, None, *(exits or (None, None)))
 
     def _forward_graph(self, hidden, mask, input_ids, restore):
-        """Removal without host read-backs (see the module's docstring): states [B, m, d] whose first
-        `present.sum(1)` slots hold each example's tokens, in order, with their original positions."""
+        """Removal without host read-backs (see the module's docstring). The present tokens stay packed,
+        [T, d] grouped by example as in removal mode, so the projections and the feed-forward run on them
+        alone; attention runs on a grid of each example's tokens (`_grid`)."""
         B, n, d = hidden.shape
         length = mask.sum(1)
-        h, present = hidden, mask
-        position = torch.arange(n, device=hidden.device).expand(B, n)
+        example, position = mask.nonzero(as_tuple=True)
+        h, counts = hidden[example, position], length
+        rank = ranks_within_examples(example, counts)
+        grid = self._grid(example, rank, position, counts, hidden.dtype)
         out = hidden.clone() if restore else None
         steps = self.config.reduction_layers
         kept = []
         exits = None
-        for i, layer in enumerate(self.layer):
+        for i in range(len(self.layer)):
             if i in steps:
-                example, slot = present.nonzero(as_tuple=True)
-                counts = present.sum(1)
-                token_position = position[example, slot]
-                tokens = Tokens(h[example, slot], example, token_position, slot, counts, length)
+                tokens = Tokens(h, example, position, rank, counts, length)
                 keep, _, prediction = self._select(steps.index(i), tokens, input_ids, None, False)
                 if restore:
-                    out = out.index_put((example, token_position), tokens.hidden)
-                    exits = _record_exits(exits, prediction, ~keep, example, token_position, (B, n))
-                grid = torch.zeros_like(present).index_put((example, slot), keep)
-                counts = grid.sum(1)
-                width = h.shape[1]
-                # Each example's kept slots first, in order: the largest keys, and top-k sorts them.
-                key = torch.where(grid, (width - torch.arange(width, device=h.device)).to(h.dtype), -1.0)
-                order = torch.topk(key, counts.max(), dim=1).indices
-                h = torch.gather(h, 1, order[..., None].expand(-1, -1, d))
-                position = torch.gather(position, 1, order)
-                present = torch.arange(order.shape[1], device=h.device)[None] < counts[:, None]
+                    out = out.index_put((example, position), h)
+                    exits = _record_exits(exits, prediction, ~keep, example, position, (B, n))
+                counts = torch.zeros_like(length).scatter_add(0, example, keep.long())
+                where = keep.nonzero().squeeze(1)
+                h, example, position = h[where], example[where], position[where]
+                rank = ranks_within_examples(example, counts)
+                grid = self._grid(example, rank, position, counts, hidden.dtype)
                 kept.append(counts)
-            h = layer(h, self._layer_mask(h, present, position))
+            h = self._layer_graph(i, h, grid)
         if restore:
-            example, slot = present.nonzero(as_tuple=True)
-            out = out.index_put((example, position[example, slot]), h[example, slot])
-        else:
-            out = h * present[..., None].to(h.dtype)  # the kept tokens first, zeros after them
+            out = out.index_put((example, position), h)
+        else:  # the kept tokens first, zeros after them
+            out = h[grid.source].reshape(B, -1, d) * grid.present[..., None].to(h.dtype)
         kept = torch.stack(kept, 1) if kept else length.new_zeros(B, 0)
         return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), None, None, *(exits or (None, None)))
+
+    def _grid(self, example, rank, position, counts, dtype) -> "Grid":
+        """The grid [B, m] that graph-mode attention runs on, m the most tokens any example holds: slot
+        (b, r) holds example b's token of rank r."""
+        slots = torch.arange(counts.max(), device=counts.device)
+        present = slots[None] < counts[:, None]
+        cell = example * present.shape[1] + rank
+        # An empty slot takes token 0: its key is masked and its output never read.
+        source = torch.zeros_like(present, dtype=torch.long).reshape(-1).scatter(
+            0, cell, torch.arange(example.shape[0], device=counts.device))
+        # Added to the attention scores: a float mask exports as one addition (a boolean one, as two
+        # selections and a NaN check per layer).
+        at = position[source].reshape(present.shape)
+        bias = self.position_bias(at, at)
+        bias = torch.zeros((), dtype=dtype, device=counts.device) if bias is None else bias.to(dtype)
+        attention_mask = bias.masked_fill(~present[:, None, None, :], torch.finfo(dtype).min)
+        return Grid(cell, source, present, attention_mask)
+
+    def _layer_graph(self, i: int, h: torch.Tensor, grid: "Grid") -> torch.Tensor:
+        """Layer i on packed tokens [T, d] in graph mode: queries, keys and values projected on the tokens
+        and moved to the grid for attention, its output moved back to the tokens."""
+        layer = self.layer[i]
+        sa = layer.attention.self
+        qkv = self.qkv[i](h) if self.qkv is not None else torch.cat([sa.query(h), sa.key(h), sa.value(h)], -1)
+        heads = (sa.num_attention_heads, sa.attention_head_size)
+        q, k, v = qkv[grid.source].reshape(grid.present.shape[0], -1, 3, *heads).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=grid.attention_mask, scale=sa.scaling)
+        context = context.transpose(1, 2).reshape(-1, sa.all_head_size)[grid.cell]
+        return _after_attention(layer, context, h, False)
 
     def _forward_masked(self, hidden, mask, input_ids, restore, sample, keep_actions, step_states=False):
         B, n, _ = hidden.shape
@@ -470,6 +495,15 @@ def _rank_within_example(key: torch.Tensor, tokens: Tokens) -> torch.Tensor:
         order = torch.argsort(tokens.example * by_key.shape[0] + place)
     rank = torch.empty_like(order).scatter_(0, order, ranks_within_examples(tokens.example[order], tokens.counts))
     return rank
+
+
+class Grid(NamedTuple):
+    """Graph mode's attention grid [B, m] over packed tokens [T] (`TRBertEncoder._grid`)."""
+
+    cell: torch.Tensor  # [T] each token's slot, b * m + r
+    source: torch.Tensor  # [B * m] the token in each slot (token 0 in an empty one)
+    present: torch.Tensor  # [B, m] the slots that hold a token
+    attention_mask: torch.Tensor  # [B, 1, 1, m], or [B, H, m, m] with MPNet's bias: the lowest value at empty slots
 
 
 class Lengths:

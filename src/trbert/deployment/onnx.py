@@ -15,6 +15,7 @@ so at batch 1 exactly the kept tokens go on, and in a batch the rest are masked;
 never depend on its batch.
 """
 
+import copy
 import json
 import logging
 import os
@@ -105,6 +106,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int | None = N
     if tr:
         check_exportable(model)
         outputs = TR_OUTPUTS[type(model).__name__]
+        model = copy.deepcopy(model)  # the caller's model is not changed
+        model.base_model.encoder.fuse_query_key_value()  # one product per layer instead of three
         traced = _Graph(model, outputs).eval()
         inputs = _dummy_inputs(model.config, device, [7, 4, 3])
         check = _dummy_inputs(model.config, device, [3, 8, 5, 8])
