@@ -216,3 +216,20 @@ def test_graph_execution_projects_only_the_tokens_each_example_keeps():
                  for i in range(model.config.num_hidden_layers)]
     assert rows == per_layer
     assert int(kept[:, -1].sum()) < len(LENGTHS) * int(kept[:, -1].max())  # padding would have been run
+
+
+@pytest.mark.parametrize("mode", ["packed", "padded", "graph", "masked"])
+def test_kept_steps_say_which_tokens_each_step_kept(mode):
+    """`kept_steps` [B, n]: a token passed step s (kept_steps > s) exactly where step s kept it; padding -1."""
+    from builders import keep_decisions
+
+    model = reducing_model(trbert.TRBertForSequenceClassification,
+                           execution=mode if mode != "masked" else "packed")
+    ids, mask = tiny_batch(LENGTHS)
+    out, steps = keep_decisions(model, input_ids=ids, attention_mask=mask, **({"masked": True} if mode == "masked" else {}))
+    assert out.kept_steps.shape == ids.shape
+    assert (out.kept_steps[~mask.bool()] == -1).all() and (out.kept_steps[mask.bool()] >= 0).all()
+    for s, kept in enumerate(steps):
+        assert torch.equal(out.kept_steps > s, kept)
+        assert torch.equal((out.kept_steps > s).sum(1), out.kept_lengths[:, s])
+    assert (out.kept_steps[mask.bool()] < len(steps)).any()  # some token was skipped

@@ -35,6 +35,7 @@ from .strategies import KeepStrategy
 class TRBertModelOutput(BaseModelOutputWithPooling):
     kept_lengths: torch.Tensor | None = None
     kept_fraction: torch.Tensor | None = None
+    kept_steps: torch.Tensor | None = None  # [B, n] steps each token passed: len(steps) kept to the end, -1 padding
     keep_log_prob: torch.Tensor | None = None
     step_states: list[torch.Tensor] | None = None  # masked mode, when asked: [B, n, d] entering each step
     exit_predictions: torch.Tensor | None = None  # early exit: [B, n, C] the prediction where each token left
@@ -45,6 +46,7 @@ class TRBertModelOutput(BaseModelOutputWithPooling):
 class TRBertSequenceClassifierOutput(SequenceClassifierOutput):
     kept_lengths: torch.Tensor | None = None
     kept_fraction: torch.Tensor | None = None
+    kept_steps: torch.Tensor | None = None  # [B, n] steps each token passed: len(steps) kept to the end, -1 padding
     keep_log_prob: torch.Tensor | None = None
 
 
@@ -52,6 +54,7 @@ class TRBertSequenceClassifierOutput(SequenceClassifierOutput):
 class TRBertQuestionAnsweringOutput(QuestionAnsweringModelOutput):
     kept_lengths: torch.Tensor | None = None
     kept_fraction: torch.Tensor | None = None
+    kept_steps: torch.Tensor | None = None  # [B, n] steps each token passed: len(steps) kept to the end, -1 padding
     keep_log_prob: torch.Tensor | None = None
 
 
@@ -59,12 +62,13 @@ class TRBertQuestionAnsweringOutput(QuestionAnsweringModelOutput):
 class TRBertTokenClassifierOutput(TokenClassifierOutput):
     kept_lengths: torch.Tensor | None = None
     kept_fraction: torch.Tensor | None = None
+    kept_steps: torch.Tensor | None = None  # [B, n] steps each token passed: len(steps) kept to the end, -1 padding
     keep_log_prob: torch.Tensor | None = None
     exit_logits: list[torch.Tensor] | None = None  # early exit, when asked: [B, n, C] of each step's classifier
 
 
 def _reduction_fields(outputs: TRBertModelOutput) -> dict:
-    return {k: getattr(outputs, k) for k in ("kept_lengths", "kept_fraction", "keep_log_prob")}
+    return {k: getattr(outputs, k) for k in ("kept_lengths", "kept_fraction", "kept_steps", "keep_log_prob")}
 
 
 class TRBertPreTrainedModel(BertPreTrainedModel):
@@ -291,6 +295,7 @@ class TRBertModel(TRBertPreTrainedModel):
             pooler_output=pooled,
             kept_lengths=result.kept_lengths,
             kept_fraction=result.kept_fraction,
+            kept_steps=result.kept_steps,
             keep_log_prob=result.keep_log_prob,
             step_states=result.step_states,
             exit_predictions=result.exit_predictions,

@@ -46,6 +46,8 @@ class EncoderResult:
     # of the step where each token left, and [B, n] which tokens left.
     exit_predictions: torch.Tensor | None = None
     exited: torch.Tensor | None = None
+    # [B, n] the reduction steps each token passed: 0 skipped at the first, len(steps) kept to the end, -1 padding
+    kept_steps: torch.Tensor | None = None
 
 
 class TRBertEncoder(nn.Module):
@@ -299,6 +301,7 @@ class TRBertEncoder(nn.Module):
         out = hidden.clone() if restore else None  # padding keeps its embedding output
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
+        kept_steps = mask.long() - 1
         log_prob, exits = None, None
         as_keys, packed = self.config.skipped_as_keys, self.config.execution == "packed"
         skipped_h, skipped_example, skipped_position, memory = h[:0], example[:0], position[:0], None
@@ -326,6 +329,7 @@ class TRBertEncoder(nn.Module):
                 where = torch.nonzero_static(keep, size=sizes.total).squeeze(1)  # once, for the three gathers
                 h, example, position = h[where], example[where], position[where]
                 kept[:, step] = counts
+                kept_steps[example, position] += 1
                 rank = ranks_within_examples(example, counts)
                 if as_keys:  # keys and values: each example's present tokens, then its skipped ones
                     order = torch.argsort(torch.cat([example, skipped_example]), stable=True)
@@ -344,7 +348,8 @@ class TRBertEncoder(nn.Module):
         else:
             out = h.new_zeros(B, sizes.longest, d)
             out[example, rank] = h
-        return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), log_prob, None, *(exits or (None, None)))
+        return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), log_prob, None, *(exits or (None, None)),
+                             kept_steps=kept_steps)
 
     def _forward_graph(self, hidden, mask, input_ids, restore):
         """Removal without host read-backs (see the module's docstring). The present tokens stay packed,
@@ -359,6 +364,7 @@ class TRBertEncoder(nn.Module):
         out = hidden.clone() if restore else None
         steps = self.config.reduction_layers
         kept = []
+        kept_steps = mask.long() - 1
         exits = None
         for i in range(len(self.layer)):
             if i in steps:
@@ -370,6 +376,7 @@ class TRBertEncoder(nn.Module):
                 counts = torch.zeros_like(length).scatter_add(0, example, keep.long())
                 where = keep.nonzero().squeeze(1)
                 h, example, position = h[where], example[where], position[where]
+                kept_steps = kept_steps + torch.zeros_like(kept_steps).index_put((example, position), torch.ones_like(example))
                 rank = ranks_within_examples(example, counts)
                 grid = self._grid(example, rank, position, counts, hidden.dtype)
                 kept.append(counts)
@@ -379,7 +386,8 @@ class TRBertEncoder(nn.Module):
         else:  # the kept tokens first, zeros after them
             out = h[grid.source].reshape(B, -1, d) * grid.present[..., None].to(h.dtype)
         kept = torch.stack(kept, 1) if kept else length.new_zeros(B, 0)
-        return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), None, None, *(exits or (None, None)))
+        return EncoderResult(out, kept, _fraction(kept, length, hidden.dtype), None, None, *(exits or (None, None)),
+                             kept_steps=kept_steps)
 
     def _grid(self, example, rank, position, counts, dtype) -> "Grid":
         """The grid [B, m] that graph-mode attention runs on, m the most tokens any example holds: slot
@@ -418,6 +426,7 @@ class TRBertEncoder(nn.Module):
         h = hidden
         steps = self.config.reduction_layers
         kept = hidden.new_zeros(B, len(steps), dtype=torch.long)
+        kept_steps = mask.long() - 1
         log_prob, exits = None, None
         states = [] if step_states else None
         for i, layer in enumerate(self.layer):
@@ -434,10 +443,12 @@ class TRBertEncoder(nn.Module):
                 present_mask = torch.zeros_like(present_mask)
                 present_mask[example[keep], position[keep]] = True
                 kept[:, step] = present_mask.sum(1)
+                kept_steps += present_mask.long()
             keys = mask if self.config.skipped_as_keys else present_mask
             attn_mask = self._layer_mask(h, keys, positions)
             h = torch.where(present_mask[..., None], layer(h, attn_mask), h)  # skipped tokens keep their state
-        return EncoderResult(h, kept, _fraction(kept, length, hidden.dtype), log_prob, states, *(exits or (None, None)))
+        return EncoderResult(h, kept, _fraction(kept, length, hidden.dtype), log_prob, states, *(exits or (None, None)),
+                             kept_steps=kept_steps)
 
 
 def _after_attention(layer: BertLayer, context: torch.Tensor, h: torch.Tensor, training: bool) -> torch.Tensor:

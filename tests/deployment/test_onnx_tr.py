@@ -41,6 +41,7 @@ def test_the_exported_graph_equals_pytorch_at_any_batch(cls, num_labels, fields,
             want = model(input_ids=ids, attention_mask=mask)
         got = runtime(input_ids=ids, attention_mask=mask)
         assert type(got) is type(want) and torch.equal(got.kept_lengths, want.kept_lengths)
+        assert torch.equal(got.kept_steps, want.kept_steps)  # the same tokens, not only as many
         removed_any |= bool((want.kept_lengths[:, -1] < torch.tensor(lengths)).any())
         for name in fields:
             a, b = getattr(got, name), getattr(want, name)
@@ -86,8 +87,8 @@ def test_mpnet_exports_with_its_position_bias(tmp_path):
     with torch.no_grad():
         want = model(input_ids=ids, attention_mask=mask)
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]  # MPNet has no token types
-    logits, kept = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
-    assert (kept == want.kept_lengths.numpy()).all()
+    logits, kept, steps = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    assert (kept == want.kept_lengths.numpy()).all() and (steps == want.kept_steps.numpy()).all()
     torch.testing.assert_close(torch.from_numpy(logits), want.logits, atol=1e-4, rtol=0)
 
 
@@ -134,9 +135,11 @@ def test_the_real_minilm_exports_equal_to_pytorch(minilm, tmp_path):
     with torch.no_grad():
         want = model(**batch)
     fp32 = OnnxTRModel.from_pretrained(export_folder(model, tokenizer, tmp_path / "fp32"))(**batch)
-    assert torch.equal(fp32.kept_lengths, want.kept_lengths)
+    assert torch.equal(fp32.kept_lengths, want.kept_lengths) and torch.equal(fp32.kept_steps, want.kept_steps)
     assert (want.kept_lengths[:, 0] < batch["attention_mask"].sum(1)).all()
     torch.testing.assert_close(fp32.logits, want.logits, atol=1e-4, rtol=0)
     int8 = OnnxTRModel.from_pretrained(export_folder(model, tokenizer, tmp_path / "int8", int8=True))(**batch)
     kept = int(want.kept_lengths.sum())
     assert int((int8.kept_lengths - want.kept_lengths).abs().sum()) <= 0.10 * kept
+    present = batch["attention_mask"].bool()
+    assert (int8.kept_steps == want.kept_steps)[present].float().mean() >= 0.9  # each token's decisions

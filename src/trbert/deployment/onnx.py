@@ -37,10 +37,10 @@ _EXPORT_ATOL = 1e-4  # |logit difference| accepted between the exported graph an
 OPSET = 17  # ScatterElements with a sum (per-example counts) needs 16 or later
 ONNX_FILE, RECORD_FILE = "model.onnx", "trbert-onnx.json"
 # The outputs of each TR head's graph, in order.
-TR_OUTPUTS = {"TRBertForSequenceClassification": ("logits", "kept_lengths"),
-              "TRBertForTokenClassification": ("logits", "kept_lengths"),
-              "TRBertForQuestionAnswering": ("start_logits", "end_logits", "kept_lengths"),
-              "TRBertModel": ("last_hidden_state", "kept_lengths")}
+TR_OUTPUTS = {"TRBertForSequenceClassification": ("logits", "kept_lengths", "kept_steps"),
+              "TRBertForTokenClassification": ("logits", "kept_lengths", "kept_steps"),
+              "TRBertForQuestionAnswering": ("start_logits", "end_logits", "kept_lengths", "kept_steps"),
+              "TRBertModel": ("last_hidden_state", "kept_lengths", "kept_steps")}
 
 
 def _dummy_inputs(config, device, lengths=None) -> dict[str, torch.Tensor]:
@@ -97,7 +97,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int | None = N
 
     Inputs `input_ids`, `attention_mask`, `token_type_ids` (int64 [batch, sequence], both axes dynamic).
     Outputs: `logits` (float32 [batch, num_labels]) for a plain classifier; a TR model's head outputs and
-    `kept_lengths` (int64 [batch, steps]: `TR_OUTPUTS`). The exported graph is checked against PyTorch on
+    `kept_lengths` (int64 [batch, steps]) and `kept_steps` (int64 [batch, sequence]: the steps each token
+    passed; `TR_OUTPUTS`). The exported graph is checked against PyTorch on
     inputs other than those it was traced on before the file is written (atomically: an interrupted
     export leaves no partial file). Returns the path.
     """
@@ -114,7 +115,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, opset: int | None = N
     else:
         outputs, traced = ("logits",), model
         inputs = check = _dummy_inputs(model.config, device)
-    per_token = {"start_logits", "end_logits", "last_hidden_state"}
+    per_token = {"start_logits", "end_logits", "last_hidden_state", "kept_steps"}
     if type(model).__name__ == "TRBertForTokenClassification":
         per_token.add("logits")
     axes = {name: {0: "batch", 1: "sequence"} for name in ONNX_INPUTS}
@@ -148,10 +149,10 @@ def _check_parity(path, inputs, expected, outputs) -> None:
     names = {i.name for i in session.get_inputs()}  # (a model without token types has no token_type_ids)
     got = session.run(None, {k: v.cpu().numpy() for k, v in inputs.items() if k in names})
     for name, want, have in zip(outputs, expected, got):
-        if name == "kept_lengths":
+        if name in ("kept_lengths", "kept_steps"):
             if not np.array_equal(want, have):
-                raise RuntimeError(f"the exported graph keeps {have.tolist()} tokens where PyTorch keeps "
-                                   f"{want.tolist()}; the ONNX file was not written")
+                raise RuntimeError(f"the exported graph keeps other tokens than PyTorch ({name} {have.tolist()} "
+                                   f"against {want.tolist()}); the ONNX file was not written")
         elif want.shape != have.shape or not np.allclose(have, want, rtol=1e-3, atol=_EXPORT_ATOL):
             diff = float(np.abs(have - want).max()) if want.shape == have.shape else float("inf")
             raise RuntimeError(f"the exported graph's {name} differ from PyTorch's by up to {diff:.2e}; the ONNX "
@@ -268,7 +269,7 @@ class OnnxClassifier:
 class OnnxTRModel:
     """An exported TR model (`export_folder`, `trbert export`) run by ONNX Runtime on the CPU. Called like the
     PyTorch model, it returns the same output type with the same fields (`logits` or `start_logits` /
-    `end_logits`, and `kept_lengths`, `kept_fraction`), as torch tensors."""
+    `end_logits`, and `kept_lengths`, `kept_fraction`, `kept_steps`), as torch tensors."""
 
     def __init__(self, folder: str | os.PathLike, threads: int | None = None):
         from transformers import AutoConfig
