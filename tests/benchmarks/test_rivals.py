@@ -201,7 +201,17 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
                                      and "max_keep_ratio" in r["setting"]) for m in ("tr", "ort_tr"))
     assert capped_ort["accuracy"] == capped_torch["accuracy"] and capped_ort["kept_fraction"] == capped_torch["kept_fraction"]
     assert capped_ort["flops_speedup"] == capped_torch["flops_speedup"]
-    assert "ONNX Runtime TR fp32 at least as fast as PyTorch TR fp32 for" in bench.ort_tr_verdict(records)
+    verdict = bench.ort_tr_verdict(records)
+    assert "ONNX Runtime TR fp32 at least as fast as PyTorch TR fp32 for" in verdict
+    # the exported models checked against their PyTorch models on every test text
+    fp32_check = capped_ort["parity"]
+    assert fp32_check["against"] == "tr" and fp32_check["max_abs_logit_diff"] <= 1e-4
+    assert fp32_check["kept_lengths_equal"] == 1.0 and fp32_check["decisions_equal"] == 1.0
+    int8_check = next(r["parity"] for r in records if r["method"] == "ort_tr_int8")
+    assert int8_check["against"] == "tr_int8" and 0.9 <= int8_check["decisions_equal"] <= 1.0
+    assert "in ONNX Runtime fp32 against PyTorch: logits within" in verdict and "(target 1e-4 and every text: met)" in verdict
+    assert "in ONNX Runtime int8 against PyTorch int8: decisions equal on" in verdict
+    assert "parity" not in by[("tr", 32)]
     assert by[("ort_fp32", 32)]["flops_speedup"] == 1.0 and by[("int8", 32)]["flops_speedup"] == 1.0
     assert by[("attention_topk", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.05)
     assert by[("layers", 32)]["flops_speedup"] == pytest.approx(2.0, rel=1e-3)  # 1 of 2 layers
@@ -212,3 +222,18 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     bench.plot(records, png, "tiny")
     assert png.stat().st_size > 1000
     assert "| ltp |" in bench.table(records)
+
+
+def test_parity_verdicts_read_the_targets():
+    def exported(method, accuracy, **check):
+        return {**_record(method, "alpha=2", accuracy, 5.0), "parity": {"against": bench.EXPORTED[method], **check}}
+
+    close = {"max_abs_logit_diff": 3e-5, "kept_lengths_equal": 1.0, "decisions_equal": 1.0}
+    records = [exported("ort_tr", 0.97, **close), _record("tr_int8", "alpha=2", 0.965, 9.0),
+               exported("ort_tr_int8", 0.97, max_abs_logit_diff=0.2, kept_lengths_equal=0.8, decisions_equal=0.995)]
+    fp32_said, int8_said = bench.parity_verdicts(records)
+    assert "logits within 3e-05" in fp32_said and fp32_said.endswith("met)") and "not met" not in fp32_said
+    assert "99.50% of the tokens" in int8_said and "+0.50 points" in int8_said and "not met" not in int8_said
+    records[0]["parity"]["kept_lengths_equal"] = 0.99
+    records[2]["parity"]["decisions_equal"] = 0.98
+    assert all("not met" in said for said in bench.parity_verdicts(records))

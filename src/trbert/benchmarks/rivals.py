@@ -26,6 +26,7 @@ the loaded model (measured before anything else runs a large batch).
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shlex
 import statistics
@@ -51,6 +52,7 @@ from .report import diff_cell, kept_cell, markdown_table, provenance, save_png, 
 BENCHMARK = "bbc_rivals"  # on BBC News; on another data set "<its slug>_rivals"
 TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
 TR_VARIANTS = ("tr", "tr_int8", "ort_tr", "ort_tr_int8")  # TR-BERT as PyTorch and ONNX Runtime run it
+EXPORTED = {"ort_tr": "tr", "ort_tr_int8": "tr_int8"}  # a TR model in ONNX Runtime: the PyTorch one it must equal
 
 
 # ---------------------------------------------------------------------------- presets
@@ -94,6 +96,13 @@ PRESETS = {
         topk=[(0.5, 0.25), (0.35, 0.1), (0.25, 0.06)], topk_tuned=[(0.35, 0.1)],
         tune=StageSettings(epochs=1, learning_rate=3e-5, batch_size=8, max_examples=600),
         ltp_lambdas=[0.2, 1.0], ltp_steps=120, ltp_tuned=True, ort_tr_alphas=[1.0, 2.0],
+        timed_b1=48, timed_b32=96, rounds=3,
+    ),
+    # Deployment alone: the full preset's model with steps at layers 0,3 and alpha 2 (its folder is the
+    # full preset's), in PyTorch and ONNX Runtime, fp32 and int8, against the full model in both
+    # runtimes and truncation; no rival is trained.
+    "onnx": BenchPreset(
+        name="onnx", main_job="full", alphas=[], layouts={(0, 3): [2.0]}, ort_tr_alphas=[2.0],
         timed_b1=48, timed_b32=96, rounds=3,
     ),
 }
@@ -291,10 +300,15 @@ def onnx_tr_models(folder: Path, out: Path) -> dict:
     """A TR model exported to ONNX (fp32 and int8 folders, `trbert.deployment.export_folder`), once."""
     from trbert.deployment import export_folder
 
+    from trbert.deployment.onnx import RECORD_FILE, TR_OUTPUTS
+
     exported = {}
     for kind in ("fp32", "int8"):
         target = out.with_name(f"{out.name}-{kind}")
-        if not (target / "model.onnx").is_file():
+        record = target / RECORD_FILE
+        current = record.is_file() and json.loads(record.read_text()).get("outputs") == list(
+            TR_OUTPUTS["TRBertForSequenceClassification"])
+        if not current:  # absent, or written by an export with other outputs: exported again
             model = TRBertForSequenceClassification.from_pretrained(folder).eval()
             export_folder(model, AutoTokenizer.from_pretrained(folder), target, int8=kind == "int8")
         exported[kind] = target
@@ -400,6 +414,24 @@ def _pass(method: Method, batches: Sequence) -> float:
     return time.perf_counter() - start
 
 
+def parity(exported: Method, reference: Method, batches: Sequence) -> dict:
+    """How far an exported TR model is from the PyTorch model it was exported from, on every batch: the
+    largest logit difference, the share of texts whose kept lengths are the same at every step, and the
+    share of tokens with the same decision at every step (`kept_steps`)."""
+    diff, same_texts, texts, same_tokens, tokens = 0.0, 0, 0, 0, 0
+    with torch.inference_mode():
+        for batch in batches:
+            a, b = exported.forward(**batch), reference.forward(**batch)
+            diff = max(diff, float((a.logits.float() - b.logits.float()).abs().max()))
+            same_texts += int((a.kept_lengths == b.kept_lengths).all(1).sum())
+            texts += len(b.kept_lengths)
+            present = batch["attention_mask"].bool()
+            same_tokens += int((a.kept_steps == b.kept_steps)[present].sum())
+            tokens += int(present.sum())
+    return {"against": reference.method, "max_abs_logit_diff": float(f"{diff:.3g}"),
+            "kept_lengths_equal": round(same_texts / texts, 5), "decisions_equal": round(same_tokens / tokens, 5)}
+
+
 def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int], preset: BenchPreset,
             progress: bool = True) -> list[dict]:
     """One record per method and batch size (1 and 32); `methods[0]` is the full model."""
@@ -427,6 +459,11 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
     for m in tqdm(methods, desc="accuracy", disable=not progress):
         predictions.append(evaluation.predict_encoded(m.forward, batches(m.max_length, 32, len(texts)), macs=m.macs))
     full = predictions[0]
+    checks = {}
+    for m in methods:
+        reference = next((r for r in methods if r.method == EXPORTED.get(m.method) and r.setting == m.setting), None)
+        if reference is not None:
+            checks[id(m)] = parity(m, reference, batches(m.max_length, 32, len(texts)))
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
     # from a different method each round.
@@ -457,6 +494,7 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
                 "peak_mem_mb": memory[i] if b > 1 else None,
                 "batch_size": b, "timed_examples": n, "n_examples": len(texts),
                 "max_length": m.max_length, **m.info,
+                **({"parity": checks[id(m)]} if id(m) in checks else {}),
             })
     return records
 
@@ -541,7 +579,33 @@ def ort_tr_verdict(records: list[dict]) -> str:
             each = ", ".join(f"{r['wall_speedup']:.2f}x against {t['wall_speedup']:.2f}x" for r, t in pairs)
             parts.append(f"batch {batch}: ONNX Runtime TR fp32 at least as fast as PyTorch TR fp32 for {faster} of "
                          f"{len(pairs)} models ({each})")
-    return "; ".join(parts)
+    return "; ".join(parts + parity_verdicts(records))
+
+
+def parity_verdicts(records: list[dict]) -> list[str]:
+    """The exported models against PyTorch on every test text: fp32 logits within 1e-4 and the same kept
+    lengths; int8 decisions equal on >= 99% of the tokens and accuracy within 0.5 points of PyTorch int8."""
+    said = []
+    for r in records:
+        check = r.get("parity")
+        if r["batch_size"] != 1 or check is None:
+            continue
+        if r["method"] == "ort_tr":
+            met = check["max_abs_logit_diff"] <= 1e-4 and check["kept_lengths_equal"] == 1.0
+            said.append(f"{r['setting']} in ONNX Runtime fp32 against PyTorch: logits within "
+                        f"{check['max_abs_logit_diff']:.2g}, kept lengths the same on {100 * check['kept_lengths_equal']:.2f}% "
+                        f"of the texts, decisions on {100 * check['decisions_equal']:.3f}% of the tokens (target 1e-4 and "
+                        f"every text: {'met' if met else 'not met'})")
+        else:
+            torch_int8 = next((t for t in records if t["method"] == check["against"] and t["setting"] == r["setting"]
+                               and t["batch_size"] == 1), None)
+            gap = None if torch_int8 is None else 100 * (r["accuracy"] - torch_int8["accuracy"])
+            met = check["decisions_equal"] >= 0.99 and gap is not None and abs(gap) <= 0.5 + 1e-9
+            said.append(f"{r['setting']} in ONNX Runtime int8 against PyTorch int8: decisions equal on "
+                        f"{100 * check['decisions_equal']:.2f}% of the tokens, accuracy "
+                        + ("not compared" if gap is None else f"{gap:+.2f} points")
+                        + f" (targets >= 99% and within 0.5 points: {'met' if met else 'not met'})")
+    return said
 
 
 def table(records: list[dict]) -> str:
