@@ -376,7 +376,8 @@ class TRBertEncoder(nn.Module):
                 counts = torch.zeros_like(length).scatter_add(0, example, keep.long())
                 where = keep.nonzero().squeeze(1)
                 h, example, position = h[where], example[where], position[where]
-                kept_steps = kept_steps + torch.zeros_like(kept_steps).index_put((example, position), torch.ones_like(example))
+                passed = torch.zeros_like(kept_steps).index_put((example, position), torch.ones_like(example))
+                kept_steps = kept_steps + passed
                 rank = ranks_within_examples(example, counts)
                 grid = self._grid(example, rank, position, counts, hidden.dtype)
                 kept.append(counts)
