@@ -211,7 +211,10 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     assert int8_check["against"] == "tr_int8" and 0.9 <= int8_check["decisions_equal"] <= 1.0
     assert "in ONNX Runtime fp32 against PyTorch: logits within" in verdict and "(target 1e-4 and every text: met)" in verdict
     assert "in ONNX Runtime int8 against PyTorch int8: decisions equal on" in verdict
-    assert "parity" not in by[("tr", 32)]
+    assert "parity" not in by[("tr", 32)] and "parity_fp32" not in by[("tr", 32)]
+    assert by[("tr_int8", 32)]["parity_fp32"]["against"] == "tr" and "parity" not in by[("tr_int8", 32)]
+    assert next(r for r in records if r["method"] == "ort_tr_int8")["parity_fp32"]["against"] == "tr"
+    assert "decisions equal to the fp32 model's: ONNX Runtime int8" in verdict
     assert by[("ort_fp32", 32)]["flops_speedup"] == 1.0 and by[("int8", 32)]["flops_speedup"] == 1.0
     assert by[("attention_topk", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.05)
     assert by[("layers", 32)]["flops_speedup"] == pytest.approx(2.0, rel=1e-3)  # 1 of 2 layers

@@ -53,6 +53,8 @@ BENCHMARK = "bbc_rivals"  # on BBC News; on another data set "<its slug>_rivals"
 TR_FAMILY = ("tr",)  # the methods whose curve the targets are about
 TR_VARIANTS = ("tr", "tr_int8", "ort_tr", "ort_tr_int8")  # TR-BERT as PyTorch and ONNX Runtime run it
 EXPORTED = {"ort_tr": "tr", "ort_tr_int8": "tr_int8"}  # a TR model in ONNX Runtime: the PyTorch one it must equal
+# Checked against the fp32 TR model as well: how far each int8 implementation moves the decisions.
+INT8_TR = ("tr_int8", "ort_tr_int8")
 
 
 # ---------------------------------------------------------------------------- presets
@@ -461,9 +463,10 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
     full = predictions[0]
     checks = {}
     for m in methods:
-        reference = next((r for r in methods if r.method == EXPORTED.get(m.method) and r.setting == m.setting), None)
-        if reference is not None:
-            checks[id(m)] = parity(m, reference, batches(m.max_length, 32, len(texts)))
+        found = {key: next((r for r in methods if r.method == name and r.setting == m.setting), None)
+                 for key, name in (("parity", EXPORTED.get(m.method)), ("parity_fp32", "tr" if m.method in INT8_TR else None))}
+        checks[id(m)] = {key: parity(m, reference, batches(m.max_length, 32, len(texts)))
+                         for key, reference in found.items() if reference is not None}
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
     # from a different method each round.
@@ -494,7 +497,7 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
                 "peak_mem_mb": memory[i] if b > 1 else None,
                 "batch_size": b, "timed_examples": n, "n_examples": len(texts),
                 "max_length": m.max_length, **m.info,
-                **({"parity": checks[id(m)]} if id(m) in checks else {}),
+                **checks[id(m)],
             })
     return records
 
@@ -601,10 +604,13 @@ def parity_verdicts(records: list[dict]) -> list[str]:
                                and t["batch_size"] == 1), None)
             gap = None if torch_int8 is None else 100 * (r["accuracy"] - torch_int8["accuracy"])
             met = check["decisions_equal"] >= 0.99 and gap is not None and abs(gap) <= 0.5 + 1e-9
+            against_fp32 = [f"{name} {100 * t['parity_fp32']['decisions_equal']:.2f}%" for name, t in
+                            (("ONNX Runtime int8", r), ("PyTorch int8", torch_int8)) if t and "parity_fp32" in t]
             said.append(f"{r['setting']} in ONNX Runtime int8 against PyTorch int8: decisions equal on "
                         f"{100 * check['decisions_equal']:.2f}% of the tokens, accuracy "
                         + ("not compared" if gap is None else f"{gap:+.2f} points")
-                        + f" (targets >= 99% and within 0.5 points: {'met' if met else 'not met'})")
+                        + f" (targets >= 99% and within 0.5 points: {'met' if met else 'not met'})"
+                        + (f"; decisions equal to the fp32 model's: {', '.join(against_fp32)}" if against_fp32 else ""))
     return said
 
 
