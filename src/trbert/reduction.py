@@ -376,6 +376,7 @@ class TRBertEncoder(nn.Module):
                 counts = torch.zeros_like(length).scatter_add(0, example, keep.long())
                 where = keep.nonzero().squeeze(1)
                 h, example, position = h[where], example[where], position[where]
+                # Not in place or accumulating: this is what the export traces.
                 passed = torch.zeros_like(kept_steps).index_put((example, position), torch.ones_like(example))
                 kept_steps = kept_steps + passed
                 rank = ranks_within_examples(example, counts)

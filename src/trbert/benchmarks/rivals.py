@@ -301,7 +301,6 @@ def tr_models(folders: dict) -> list[tuple]:
 def onnx_tr_models(folder: Path, out: Path) -> dict:
     """A TR model exported to ONNX (fp32 and int8 folders, `trbert.deployment.export_folder`), once."""
     from trbert.deployment import export_folder
-
     from trbert.deployment.onnx import RECORD_FILE, TR_OUTPUTS
 
     exported = {}
@@ -461,12 +460,13 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
     for m in tqdm(methods, desc="accuracy", disable=not progress):
         predictions.append(evaluation.predict_encoded(m.forward, batches(m.max_length, 32, len(texts)), macs=m.macs))
     full = predictions[0]
-    checks = {}
+    checks = {}  # per method: its parity with the PyTorch model it was exported from, and with fp32 TR
     for m in methods:
-        found = {key: next((r for r in methods if r.method == name and r.setting == m.setting), None)
-                 for key, name in (("parity", EXPORTED.get(m.method)), ("parity_fp32", "tr" if m.method in INT8_TR else None))}
+        against = {"parity": EXPORTED.get(m.method), "parity_fp32": "tr" if m.method in INT8_TR else None}
+        references = {key: next((r for r in methods if r.method == name and r.setting == m.setting), None)
+                      for key, name in against.items()}
         checks[id(m)] = {key: parity(m, reference, batches(m.max_length, 32, len(texts)))
-                         for key, reference in found.items() if reference is not None}
+                         for key, reference in references.items() if reference is not None}
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
     # from a different method each round.
