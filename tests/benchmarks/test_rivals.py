@@ -227,6 +227,33 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     assert "| ltp |" in bench.table(records)
 
 
+def test_int8_exports_of_another_recipe_are_made_again(classifier, tmp_path):
+    import json
+
+    import onnx
+
+    from trbert.deployment.onnx import INT8_RECIPE, RECORD_FILE, int8_recipe
+
+    full = bench.onnx_models(classifier, tmp_path / "onnx")
+    stale = onnx.load(full["int8"])
+    del stale.metadata_props[:]  # as a file quantized before the recipe was recorded
+    onnx.save(stale, full["int8"])
+    assert int8_recipe(full["int8"]) is None
+    assert int8_recipe(bench.onnx_models(classifier, tmp_path / "onnx")["int8"]) == INT8_RECIPE
+
+    tr = tmp_path / "tr"
+    trbert.TRBertForSequenceClassification.from_pretrained(classifier).save_pretrained(tr)
+    AutoTokenizer.from_pretrained(classifier).save_pretrained(tr)
+    exported = bench.onnx_tr_models(tr, tmp_path / "onnx-tr" / "tr")
+    record = exported["int8"] / RECORD_FILE
+    said = json.loads(record.read_text())
+    record.write_text(json.dumps({**said, "int8": {**INT8_RECIPE, "weight_bits": 8}}))
+    fp32_written = (exported["fp32"] / "model.onnx").stat().st_mtime_ns
+    again = bench.onnx_tr_models(tr, tmp_path / "onnx-tr" / "tr")
+    assert json.loads((again["int8"] / RECORD_FILE).read_text())["int8"] == INT8_RECIPE
+    assert (again["fp32"] / "model.onnx").stat().st_mtime_ns == fp32_written  # still current: left alone
+
+
 def test_parity_verdicts_read_the_targets():
     def exported(method, accuracy, **check):
         return {**_record(method, "alpha=2", accuracy, 5.0), "parity": {"against": bench.EXPORTED[method], **check}}

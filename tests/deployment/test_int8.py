@@ -8,7 +8,8 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 import trbert
-from trbert.deployment import quantize_int8
+from trbert import hardware
+from trbert.deployment import int8, quantize_int8
 
 
 # ---------------------------------------------------------------------------- PyTorch int8
@@ -33,8 +34,10 @@ def test_quantize_int8_keeps_policies_fp32_and_leaves_the_input_alone():
     assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
 
 
-def test_int8_linear_layers_compute_what_torchs_do():
-    """quantize_int8's linear layers skip the checks of torch's forward; the same kernel, the same outputs."""
+def test_int8_linear_layers_compute_what_torchs_do(monkeypatch):
+    """quantize_int8's linear layers skip the checks of torch's forward; the same kernel, the same outputs
+    (with torch's 7-bit activations)."""
+    monkeypatch.setattr(int8, "REDUCE_RANGE", True)
     q = quantize_int8(spread_policy(trbert.TRBertForSequenceClassification(tiny_config(num_labels=3))))
     ids, mask = tiny_batch([20, 13, 7, 30])
     with torch.inference_mode():
@@ -44,6 +47,32 @@ def test_int8_linear_layers_compute_what_torchs_do():
                 m.__class__ = DynamicLinear
         theirs = q(input_ids=ids, attention_mask=mask).logits
     assert torch.equal(ours, theirs)
+
+
+def test_activations_use_8_bits_only_where_the_cpu_sums_products_in_32_bits(monkeypatch):
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "x86_64")
+    for flags, full in [({"avx2", "avx512f", "avx512_bf16"}, False), ({"avx2", "avx512f", "avx512_vnni"}, True),
+                        ({"avx2", "avx_vnni"}, False)]:
+        monkeypatch.setattr(hardware, "cpu_flags", lambda f=frozenset(flags): f)
+        assert hardware.int8_full_range() is full
+    monkeypatch.setattr(hardware.platform, "machine", lambda: "aarch64")
+    assert not hardware.int8_full_range()
+
+
+def test_int8_linear_does_not_saturate_on_this_cpu():
+    """Weights at the int8 extremes and activations at both ends of their range: pairs of products beyond
+    16 bits, which saturate where the CPU adds them in 16 bits and activations take all 8 bits."""
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 16)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(16, 256).sign())
+    x = 3 * linear.weight[:1].detach().sign().repeat(4, 1)  # row 0 sums 256 products of the same sign
+    x[:, ::2] = 3.0
+    q = quantize_int8(nn.Sequential(linear))
+    with torch.inference_mode():
+        want, got = linear(x), q(x)
+    # Saturated pair sums would take about half of row 0's value away; int8 rounding alone is 0.3% here.
+    assert (got - want).abs().max() < 0.01 * want.abs().max()
 
 
 def test_quantized_trbert_runs_with_per_example_lengths_close_to_fp32():

@@ -78,7 +78,8 @@ def test_int8_onnx_minilm_close_to_pytorch(minilm, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5).eval()
     fp32 = export_onnx(model, tmp_path / "minilm.onnx")
     int8 = quantize_onnx_int8(fp32, tmp_path / "minilm.int8.onnx")
-    assert os.path.getsize(int8) < 0.3 * os.path.getsize(fp32)  # int8 weights: about a quarter
+    # The linear weights shrink to a quarter; the embedding tables (half of MiniLM's weights) stay fp32.
+    assert os.path.getsize(int8) < 0.7 * os.path.getsize(fp32)
     with torch.no_grad():
         expected = model(**batch).logits
     torch.testing.assert_close(OnnxClassifier(fp32, threads=1)(batch), expected, atol=1e-4, rtol=0)

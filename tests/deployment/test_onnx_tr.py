@@ -12,6 +12,7 @@ from builders import LENGTHS, spread_policy, tiny_batch, tiny_config, tiny_token
 
 import trbert
 from trbert.deployment import OnnxTRModel, export_folder, export_onnx
+from trbert.deployment.onnx import INT8_RECIPE, int8_recipe
 from trbert.errors import CheckpointError
 
 HEADS = [(trbert.TRBertForSequenceClassification, 3, ("logits",)),
@@ -59,10 +60,14 @@ def test_the_exported_graph_equals_pytorch_at_any_batch(cls, num_labels, fields,
 def test_int8_keeps_the_policies_in_fp32_and_close_decisions(tmp_path):
     model = reducing(trbert.TRBertForSequenceClassification, 3, keep_rule="expected")
     folder = export_folder(model, tiny_tokenizer(), tmp_path / "int8", int8=True)
-    assert json.loads((folder / "trbert-onnx.json").read_text())["precision"] == "int8"
-    nodes = onnx.load(str(folder / "model.onnx")).graph.node
-    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in nodes)
-    assert not any("/policy." in n.name and "Integer" in n.op_type for n in nodes)
+    record = json.loads((folder / "trbert-onnx.json").read_text())
+    assert record["precision"] == "int8" and record["int8"] == INT8_RECIPE == int8_recipe(folder / "model.onnx")
+    graph = onnx.load(str(folder / "model.onnx")).graph
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
+    assert not any("/policy." in n.name and "Integer" in n.op_type for n in graph.node)
+    # The embedding tables stay fp32, as in PyTorch int8: the first step's decisions read them.
+    tables = [t for t in graph.initializer if "embeddings" in t.name]
+    assert tables and all(t.data_type == onnx.TensorProto.FLOAT for t in tables)
     ids, mask = tiny_batch([40, 3, 25, 8, 17, 33], seed=4)
     with torch.no_grad():
         want = model(input_ids=ids, attention_mask=mask)
@@ -143,3 +148,5 @@ def test_the_real_minilm_exports_equal_to_pytorch(minilm, tmp_path):
     assert int((int8.kept_lengths - want.kept_lengths).abs().sum()) <= 0.10 * kept
     present = batch["attention_mask"].bool()
     assert (int8.kept_steps == want.kept_steps)[present].float().mean() >= 0.9  # each token's decisions
+    # The first step reads the embeddings, which stay fp32: its decisions are the fp32 model's.
+    assert torch.equal((int8.kept_steps >= 0)[present], (want.kept_steps >= 0)[present])

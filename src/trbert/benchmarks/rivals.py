@@ -301,15 +301,16 @@ def tr_models(folders: dict) -> list[tuple]:
 def onnx_tr_models(folder: Path, out: Path) -> dict:
     """A TR model exported to ONNX (fp32 and int8 folders, `trbert.deployment.export_folder`), once."""
     from trbert.deployment import export_folder
-    from trbert.deployment.onnx import RECORD_FILE, TR_OUTPUTS
+    from trbert.deployment.onnx import INT8_RECIPE, RECORD_FILE, TR_OUTPUTS
 
     exported = {}
     for kind in ("fp32", "int8"):
         target = out.with_name(f"{out.name}-{kind}")
         record = target / RECORD_FILE
-        current = record.is_file() and json.loads(record.read_text()).get("outputs") == list(
-            TR_OUTPUTS["TRBertForSequenceClassification"])
-        if not current:  # absent, or written by an export with other outputs: exported again
+        said = json.loads(record.read_text()) if record.is_file() else {}
+        current = said.get("outputs") == list(TR_OUTPUTS["TRBertForSequenceClassification"]) and (
+            kind == "fp32" or said.get("int8") == INT8_RECIPE)
+        if not current:  # absent, or written by an export with other outputs or int8 recipe: exported again
             model = TRBertForSequenceClassification.from_pretrained(folder).eval()
             export_folder(model, AutoTokenizer.from_pretrained(folder), target, int8=kind == "int8")
         exported[kind] = target
@@ -318,11 +319,12 @@ def onnx_tr_models(folder: Path, out: Path) -> dict:
 
 def onnx_models(full_dir: Path, out: Path) -> dict:
     from trbert.deployment import export_onnx, quantize_onnx_int8
+    from trbert.deployment.onnx import INT8_RECIPE, int8_recipe
 
     fp32, int8 = out / "model.onnx", out / "model-int8.onnx"
     if not fp32.is_file():
         export_onnx(AutoModelForSequenceClassification.from_pretrained(full_dir).eval(), fp32)
-    if not int8.is_file():
+    if not int8.is_file() or int8_recipe(int8) != INT8_RECIPE:
         quantize_onnx_int8(fp32, int8)
     return {"fp32": fp32, "int8": int8}
 

@@ -159,9 +159,16 @@ def _check_parity(path, inputs, expected, outputs) -> None:
                                "file was not written")
 
 
+# How `quantize_onnx_int8` quantizes, recorded in each int8 file: the linear layers' products only (the
+# embedding tables stay fp32, as in `quantize_int8`), weights on 7 bits per output channel so that the file
+# runs without saturating on any x86 CPU (with or without VNNI), activations on 8 bits at run time.
+INT8_RECIPE = {"op_types": ["MatMul"], "weight_bits": 7, "per_channel": True, "activations": "dynamic uint8"}
+_RECIPE_KEY = "trbert_int8"
+
+
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Write an int8 copy of the ONNX model `src` at `dst` (onnxruntime dynamic quantization: int8
-    weights with one scale per output channel, activations quantized at run time). A TR model's policy
+    """Write an int8 copy of the ONNX model `src` at `dst` (onnxruntime dynamic quantization, `INT8_RECIPE`:
+    int8 weights with one scale per output channel, activations quantized at run time). A TR model's policy
     networks and exit classifiers stay fp32, as in `quantize_int8`: they decide which tokens go on.
     Returns `dst`."""
     import onnx
@@ -173,9 +180,22 @@ def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     deciders = [node.name for node in graph.node if "/policy." in node.name or "/exits." in node.name]
     deciders += [f"{name}_MatMul" for name in deciders]  # the quantizer first splits a Gemm into MatMul + Add
     with atomic_path(dst) as tmp, _no_preprocess_hint():
-        quantize_dynamic(os.fspath(src), tmp, weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(os.fspath(src), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=INT8_RECIPE["op_types"],
+                         per_channel=INT8_RECIPE["per_channel"], reduce_range=INT8_RECIPE["weight_bits"] == 7,
                          nodes_to_exclude=deciders)
+        quantized = onnx.load(tmp)
+        onnx.helper.set_model_props(quantized, {_RECIPE_KEY: json.dumps(INT8_RECIPE, sort_keys=True)})
+        onnx.save(quantized, tmp)
     return Path(dst)
+
+
+def int8_recipe(path: str | os.PathLike) -> dict | None:
+    """How the int8 ONNX file at `path` was quantized (`INT8_RECIPE` as it was then), or None for a file
+    without the record (fp32, or quantized otherwise)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(os.fspath(path), load_external_data=False).metadata_props}
+    return json.loads(props[_RECIPE_KEY]) if _RECIPE_KEY in props else None
 
 
 def export_folder(model: TRBertPreTrainedModel, tokenizer, out: str | os.PathLike, int8: bool = False) -> Path:
@@ -198,7 +218,8 @@ def export_folder(model: TRBertPreTrainedModel, tokenizer, out: str | os.PathLik
         tokenizer.save_pretrained(folder)
         write_json(folder / RECORD_FILE, {"trbert": __version__, "architecture": type(model).__name__,
                                           "outputs": list(TR_OUTPUTS[type(model).__name__]),
-                                          "precision": "int8" if int8 else "float32", "opset": OPSET})
+                                          "precision": "int8" if int8 else "float32", "opset": OPSET,
+                                          **({"int8": INT8_RECIPE} if int8 else {})})
     return Path(out)
 
 
