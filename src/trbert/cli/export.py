@@ -12,7 +12,8 @@ against PyTorch (outputs and kept lengths) before the folder is written.
 
 OUT gets model.onnx, the config and the tokenizer; `trbert predict --model OUT`, `trbert eval --model
 OUT --full-model FINETUNE` and trbert.OnnxTRModel.from_pretrained(OUT) run it. --int8 quantizes the
-layers' weights to int8 (ONNX Runtime dynamic quantization); the policies stay fp32.
+linear layers (ONNX Runtime dynamic quantization: weights on 7 bits, so the file runs on any x86 CPU;
+activations on 8 bits at run time); the policies and the embeddings stay fp32, as in PyTorch int8.
 Not exported (a clear error): long-input models, attention-based selections, token-level early exit,
 skipped tokens as keys."""
 
@@ -27,7 +28,7 @@ def add(subparsers):
                               description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter)
     p.add_argument("--model", required=True, metavar="DIR", help="a trained TR model folder")
     p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (replaced whole)")
-    p.add_argument("--int8", action="store_true", help="int8 weights for the layers; the policies stay fp32")
+    p.add_argument("--int8", action="store_true", help="int8 linear layers; the policies and embeddings stay fp32")
     p.set_defaults(handler=export)
     return p
 
