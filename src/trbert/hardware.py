@@ -96,13 +96,6 @@ def native_bfloat16(device_type: str = "cpu") -> bool:
     return instruction_set().startswith(("AVX-512 BF16", "AMX"))
 
 
-def int8_full_range() -> bool:
-    """Whether int8 matrix products may take activations on all 8 bits: on x86 CPUs with AVX-512 VNNI,
-    whose instruction sums u8 x s8 products in 32 bits. Elsewhere the pairwise 16-bit sums of the
-    older instructions saturate on large activations, so activations are quantized on 7 bits."""
-    return platform.machine().lower() in ("x86_64", "amd64") and "avx512_vnni" in cpu_flags()
-
-
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity, which a container or `taskset` may narrow)."""
     try:

@@ -10,16 +10,22 @@ import warnings
 import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+from torch.ao.quantization import PerChannelMinMaxObserver, per_channel_dynamic_qconfig, quantize_dynamic
 
-from ..hardware import int8_full_range
 from ..reduction import TRBertEncoder
+
+# Weights on 7 bits (one scale per output row), activations on all 8, as `quantize_onnx_int8` does:
+# a pair of u8 x s7 products fits the 16-bit sums of CPUs without VNNI, so no CPU saturates and every
+# CPU computes the same numbers. (torch's own default, 8-bit weights and 7-bit activations, rounds the
+# activations twice as coarsely and is not what ONNX Runtime computes.)
+INT8_QCONFIG = per_channel_dynamic_qconfig._replace(weight=PerChannelMinMaxObserver.with_args(
+    dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63))
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A copy of `model` (in eval mode) whose `nn.Linear` layers have int8 weights and dynamically
     quantized int8 activations; the policy networks (`encoder.policy`, `encoder.exits`) stay fp32.
-    Activations use 8 bits on CPUs with AVX-512 VNNI and 7 elsewhere (`hardware.int8_full_range`).
+    Weights take 7 bits and activations 8 (`INT8_QCONFIG`), on every CPU.
 
     Works for trbert models and plain transformers models; the model must be on the CPU. The input
     model is not changed.
@@ -41,7 +47,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor")
         # One weight scale per output row: as fast as one per matrix; on MiniLM it halves 1 - cosine of the outputs.
         spec = {
-            name: per_channel_dynamic_qconfig
+            name: INT8_QCONFIG
             for name, m in model.named_modules()
             if isinstance(m, nn.Linear) and id(m) not in fp32
         }
@@ -53,9 +59,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 _LINEAR_INT8 = torch.ops.quantized.linear_dynamic.default
-# torch always asks for 7-bit activations (reduce_range), which CPUs without VNNI need; on those with it
-# the full 8 bits halve the rounding, and the keep decisions follow the fp32 model's more closely.
-REDUCE_RANGE = not int8_full_range()
 
 
 class _Int8Linear(DynamicInt8Linear):
@@ -63,4 +66,4 @@ class _Int8Linear(DynamicInt8Linear):
     forward makes on every call, which cost as much as the arithmetic when a call has few tokens."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _LINEAR_INT8(x, self._packed_params._packed_params, REDUCE_RANGE)
+        return _LINEAR_INT8(x, self._packed_params._packed_params, False)  # False: activations on 8 bits
