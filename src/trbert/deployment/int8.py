@@ -15,9 +15,9 @@ from torch.ao.quantization import PerChannelMinMaxObserver, per_channel_dynamic_
 from ..reduction import TRBertEncoder
 
 # Weights on 7 bits (one scale per output row), activations on all 8, as `quantize_onnx_int8` does:
-# a pair of u8 x s7 products fits the 16-bit sums of CPUs without VNNI, so no CPU saturates and every
-# CPU computes the same numbers. (torch's own default, 8-bit weights and 7-bit activations, rounds the
-# activations twice as coarsely and is not what ONNX Runtime computes.)
+# a pair of u8 x s7 products fits the 16-bit sums of CPUs without VNNI, so no CPU needs a narrower
+# range. (torch's own default, 8-bit weights and 7-bit activations, rounds the activations twice as
+# coarsely and quantizes otherwise than ONNX Runtime.)
 INT8_QCONFIG = per_channel_dynamic_qconfig._replace(weight=PerChannelMinMaxObserver.with_args(
     dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63))
 

@@ -159,9 +159,10 @@ def _check_parity(path, inputs, expected, outputs) -> None:
                                "file was not written")
 
 
-# How `quantize_onnx_int8` quantizes, recorded in each int8 file; the same as `quantize_int8`: the linear
-# layers' products only (the embedding tables stay fp32), weights on 7 bits per output channel so that the
-# file runs without saturating on any x86 CPU (with or without VNNI), activations on 8 bits at run time.
+# How `quantize_onnx_int8` quantizes, recorded in each int8 file; as `quantize_int8` does: the linear layers'
+# products only (the embedding tables stay fp32), weights on 7 bits per output channel (ONNX Runtime's
+# reduce_range: codes in [-64, 64]; `quantize_int8`: [-64, 63]) so that 16-bit pair sums on CPUs without
+# VNNI do not saturate, activations on 8 bits at run time.
 INT8_RECIPE = {"op_types": ["MatMul"], "weight_bits": 7, "per_channel": True, "activations": "dynamic uint8"}
 _RECIPE_KEY = "trbert_int8"
 
