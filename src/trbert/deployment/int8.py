@@ -14,18 +14,20 @@ from torch.ao.quantization import PerChannelMinMaxObserver, per_channel_dynamic_
 
 from ..reduction import TRBertEncoder
 
-# Weights on 7 bits (one scale per output row), activations on all 8, as `quantize_onnx_int8` does:
-# a pair of u8 x s7 products fits the 16-bit sums of CPUs without VNNI, so no CPU needs a narrower
-# range. (torch's own default, 8-bit weights and 7-bit activations, rounds the activations twice as
-# coarsely and quantizes otherwise than ONNX Runtime.)
+# Weights on 7 bits (codes in [-64, 64], one scale per output row) and activations on 8 (per token, see
+# `_Int8Linear`), exactly as `quantize_onnx_int8` does: a pair of u8 x s7 products fits the 16-bit sums
+# of CPUs without VNNI (255 x 64 x 2 < 32,768), so no CPU needs a narrower range. (torch's own default,
+# 8-bit weights and 7-bit activations on one scale per call, rounds the activations twice as coarsely
+# and makes a token's outputs depend on its batch.)
 INT8_QCONFIG = per_channel_dynamic_qconfig._replace(weight=PerChannelMinMaxObserver.with_args(
-    dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63))
+    dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=64))
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A copy of `model` (in eval mode) whose `nn.Linear` layers have int8 weights and dynamically
     quantized int8 activations; the policy networks (`encoder.policy`, `encoder.exits`) stay fp32.
-    Weights take 7 bits and activations 8 (`INT8_QCONFIG`), on every CPU.
+    Weights take 7 bits and activations 8 (`INT8_QCONFIG`), on every CPU. Each token's activations are
+    rounded on their own scale, so an example's outputs do not depend on its batch.
 
     Works for trbert models and plain transformers models; the model must be on the CPU. The input
     model is not changed.
@@ -55,6 +57,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     for module in quantized.modules():
         if type(module) is DynamicInt8Linear:
             module.__class__ = _Int8Linear
+            module.take_bias_out()
     return quantized.eval()
 
 
@@ -62,8 +65,35 @@ _LINEAR_INT8 = torch.ops.quantized.linear_dynamic.default
 
 
 class _Int8Linear(DynamicInt8Linear):
-    """torch's dynamic int8 linear layer (the same weights, state and kernel call) without the checks its
-    forward makes on every call, which cost as much as the arithmetic when a call has few tokens."""
+    """torch's dynamic int8 linear layer, with activations quantized per token rather than per call.
+
+    torch quantizes a call's whole input with one scale, so a token's rounding would depend on the other
+    tokens of the call, i.e. on its batch. Here each token is first divided by its largest magnitude, and a
+    fixed row [1, -1, 0, ...] goes along, so every call's input spans exactly [-1, 1]: the kernel's one
+    scale is then the same for every call and each token is in effect rounded on its own scale. The
+    products are multiplied back by the tokens' magnitudes, and the fp32 bias added after. The forward
+    skips the checks torch makes on every call, which cost as much as the arithmetic when a call has few
+    tokens."""
+
+    def take_bias_out(self) -> None:
+        """Pack the weights without the bias, which `forward` adds once the products are scaled back."""
+        weight, bias = self._packed_params._weight_bias()
+        self._packed_params.set_weight_bias(weight, None)
+        self.register_buffer("fp32_bias", bias)
+        anchor = torch.zeros(1, self.in_features)
+        anchor[0, :2] = torch.tensor([1.0, -1.0])
+        self.register_buffer("anchor", anchor, persistent=False)
+
+    def _weight_bias(self):
+        return self._packed_params._weight_bias()[0], self.fp32_bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _LINEAR_INT8(x, self._packed_params._packed_params, False)  # False: activations on 8 bits
+        rows = x.reshape(-1, x.shape[-1])
+        n = rows.shape[0]
+        magnitude = rows.abs().amax(-1, keepdim=True).clamp_min_(1e-30)  # (1e-30: an all-zero token stays 0)
+        normed = torch.empty(n + 1, rows.shape[1], dtype=rows.dtype)
+        normed[n:] = self.anchor
+        torch.div(rows, magnitude, out=normed[:n])
+        y = _LINEAR_INT8(normed, self._packed_params._packed_params, False)[:n]  # False: activations on 8 bits
+        y = torch.addcmul(self.fp32_bias, magnitude, y) if self.fp32_bias is not None else y.mul_(magnitude)
+        return y.view(*x.shape[:-1], y.shape[-1])

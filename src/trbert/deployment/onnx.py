@@ -160,16 +160,17 @@ def _check_parity(path, inputs, expected, outputs) -> None:
 
 
 # How `quantize_onnx_int8` quantizes, recorded in each int8 file; as `quantize_int8` does: the linear layers'
-# products only (the embedding tables stay fp32), weights on 7 bits per output channel (ONNX Runtime's
-# reduce_range: codes in [-64, 64]; `quantize_int8`: [-64, 63]) so that 16-bit pair sums on CPUs without
-# VNNI do not saturate, activations on 8 bits at run time.
-INT8_RECIPE = {"op_types": ["MatMul"], "weight_bits": 7, "per_channel": True, "activations": "dynamic uint8"}
+# products only (the embedding tables stay fp32), weights on 7 bits per output channel (reduce_range:
+# codes in [-64, 64]) so that 16-bit pair sums on CPUs without VNNI do not saturate, activations on 8 bits
+# at run time with one scale per token (`_quantize_per_token`).
+INT8_RECIPE = {"op_types": ["MatMul"], "weight_bits": 7, "per_channel": True, "activations": "uint8 per token"}
 _RECIPE_KEY = "trbert_int8"
 
 
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Write an int8 copy of the ONNX model `src` at `dst` (onnxruntime dynamic quantization, `INT8_RECIPE`:
-    int8 weights with one scale per output channel, activations quantized at run time). A TR model's policy
+    int8 weights with one scale per output channel, activations quantized at run time, each token on its own
+    scale, so that an example's outputs do not depend on its batch). A TR model's policy
     networks and exit classifiers stay fp32, as in `quantize_int8`: they decide which tokens go on.
     Returns `dst`."""
     import onnx
@@ -184,10 +185,69 @@ def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         quantize_dynamic(os.fspath(src), tmp, weight_type=QuantType.QInt8, op_types_to_quantize=INT8_RECIPE["op_types"],
                          per_channel=INT8_RECIPE["per_channel"], reduce_range=INT8_RECIPE["weight_bits"] == 7,
                          nodes_to_exclude=deciders)
-        quantized = onnx.load(tmp)
+        quantized = _quantize_per_token(onnx.load(tmp))
         onnx.helper.set_model_props(quantized, {_RECIPE_KEY: json.dumps(INT8_RECIPE, sort_keys=True)})
         onnx.save(quantized, tmp)
     return Path(dst)
+
+
+def _quantize_per_token(model):
+    """Make the quantized graph round each token on its own scale, as `quantize_int8` does.
+
+    onnxruntime's dynamic quantization rounds a whole tensor on one scale (DynamicQuantizeLinear), so a
+    token's rounding depends on the other tokens of its batch. Each DynamicQuantizeLinear becomes: divide
+    each token by its largest magnitude and quantize on the fixed scale 2/255 around 128 (the range
+    [-1, 1]); its scale, now a constant, is folded into the weight scales; each product, once in fp32, is
+    multiplied back by its token's magnitude before the bias is added. Standard ONNX operators only."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    scale, zero, tiny = "trbert_token_scale", "trbert_token_zero_point", "trbert_token_tiny"
+    graph.initializer.extend([numpy_helper.from_array(np.array(2 / 255, np.float32), scale),
+                              numpy_helper.from_array(np.array(128, np.uint8), zero),
+                              numpy_helper.from_array(np.array(1e-30, np.float32), tiny)])  # an all-zero token
+    magnitude_of, zero_points = {}, set()  # a DynamicQuantizeLinear's scale output -> its tokens' magnitudes
+    scale_back = {}  # a product of scales -> the magnitudes that the products it scales are multiplied by
+    folded, scaled_back, nodes = set(), set(), []
+    for node in graph.node:
+        if node.op_type == "DynamicQuantizeLinear":
+            x, (quantized, x_scale, x_zero) = node.input[0], node.output
+            magnitude = f"{x}_token_magnitude"
+            nodes += [helper.make_node("Abs", [x], [f"{x}_abs"], name=f"{x}_Abs"),
+                      helper.make_node("ReduceMax", [f"{x}_abs"], [f"{x}_max"], name=f"{x}_ReduceMax", axes=[-1],
+                                       keepdims=1),
+                      helper.make_node("Max", [f"{x}_max", tiny], [magnitude], name=f"{x}_Max"),
+                      helper.make_node("Div", [x, magnitude], [f"{x}_per_token"], name=f"{x}_Div"),
+                      helper.make_node("QuantizeLinear", [f"{x}_per_token", scale, zero], [quantized],
+                                       name=f"{x}_QuantizeLinear")]
+            magnitude_of[x_scale] = magnitude
+            zero_points.add(x_zero)
+            continue
+        if node.op_type == "Mul" and node.input[0] in magnitude_of:  # the input's scale x the weight scales
+            product = numpy_helper.to_array(constants[node.input[1]]) * np.float32(2 / 255)
+            graph.initializer.append(numpy_helper.from_array(product.astype(np.float32), node.output[0]))
+            scale_back[node.output[0]] = magnitude_of[node.input[0]]
+            folded.add(node.input[1])
+            continue
+        node.input[:] = [zero if name in zero_points else name for name in node.input]
+        nodes.append(node)
+        if node.op_type == "Mul" and node.input[1] in scale_back:  # an int32 product in fp32 x its scales
+            out = node.output[0]
+            node.output[0] = f"{out}_per_token"
+            nodes.append(helper.make_node("Mul", [f"{out}_per_token", scale_back[node.input[1]]], [out],
+                                          name=f"{out}_scale_back"))
+            scaled_back.add(node.input[1])
+    if not magnitude_of or set(scale_back.values()) != set(magnitude_of.values()) or scaled_back != set(scale_back):
+        raise RuntimeError("onnxruntime's quantizer wrote a graph of another form than expected (DynamicQuantizeLinear,"
+                           " MatMulInteger, Cast, Mul by the scales); the int8 file was not written")
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    kept = [t for t in graph.initializer if t.name not in folded or t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model
 
 
 def int8_recipe(path: str | os.PathLike) -> dict | None:
