@@ -215,6 +215,15 @@ def test_every_method_is_built_and_measured(classifier, tmp_path):
     assert by[("tr_int8", 32)]["parity_fp32"]["against"] == "tr" and "parity" not in by[("tr_int8", 32)]
     assert next(r for r in records if r["method"] == "ort_tr_int8")["parity_fp32"]["against"] == "tr"
     assert "decisions equal to the fp32 model's: ONNX Runtime int8" in verdict
+    # Every method alone and in a batch: the same outputs (int8 included: each token on its own scale).
+    for r in records:
+        check = r["batch_invariance"]
+        assert check["texts"] == 3 and check["predictions_equal"] == 1.0
+        assert check["max_abs_logit_diff"] <= 1e-5, (r["method"], check)
+        plain = r["method"] in ("full", "ort_fp32", "ort_int8", "int8", "truncation", "layers")
+        assert ("kept_lengths_equal" in check) != plain  # every model that selects tokens reports its lengths
+        assert check.get("kept_lengths_equal", 1.0) == 1.0
+    assert "the same prediction and kept lengths for every text" in bench.batch_verdict(records)
     assert by[("ort_fp32", 32)]["flops_speedup"] == 1.0 and by[("int8", 32)]["flops_speedup"] == 1.0
     assert by[("attention_topk", 32)]["kept_fraction"] == pytest.approx([0.5], abs=0.05)
     assert by[("layers", 32)]["flops_speedup"] == pytest.approx(2.0, rel=1e-3)  # 1 of 2 layers
@@ -267,3 +276,20 @@ def test_parity_verdicts_read_the_targets():
     records[0]["parity"]["kept_lengths_equal"] = 0.99
     records[2]["parity"]["decisions_equal"] = 0.98
     assert all("not met" in said for said in bench.parity_verdicts(records))
+
+
+def test_batch_verdict_names_what_depends_on_the_batch():
+    def checked(method, diff, predictions=1.0, lengths=None):
+        check = {"texts": 48, "max_abs_logit_diff": diff, "predictions_equal": predictions}
+        return {**_record(method, "alpha=2", 0.97, 5.0), "batch_invariance":
+                check if lengths is None else {**check, "kept_lengths_equal": lengths}}
+
+    records = [checked("full", 2e-6), checked("tr", 3e-6, lengths=1.0), checked("ort_tr_int8", 4e-7, lengths=1.0)]
+    said = bench.batch_verdict(records)
+    assert said.startswith("each of 48 texts alone against in batches of 32, every method: logits within 3e-06 (tr,")
+    assert said.endswith("the same prediction and kept lengths for every text")
+    records[2]["batch_invariance"].update(max_abs_logit_diff=1.1, predictions_equal=0.98, kept_lengths_equal=0.75)
+    said = bench.batch_verdict(records)
+    assert "logits within 1.1 (ort_tr_int8" in said
+    assert "changed: ort_tr_int8 (alpha=2): 2.0% of predictions, ort_tr_int8 (alpha=2): kept lengths of 25.0% of the texts" in said
+    assert bench.batch_verdict([_record("full", "fp32", 0.97, 1.0)]) == "batch independence not checked"

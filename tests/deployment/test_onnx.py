@@ -67,6 +67,19 @@ def test_onnx_errors_name_the_file_and_the_fix(tmp_path):
         OnnxClassifier(corrupt)
 
 
+def test_int8_of_a_graph_without_linear_layers_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "no-linear", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "relu.onnx")
+    with pytest.raises(ValueError, match="no linear layer"):
+        quantize_onnx_int8(tmp_path / "relu.onnx", tmp_path / "relu.int8.onnx")
+    assert sorted(os.listdir(tmp_path)) == ["relu.onnx"]  # nothing half-written
+
+
 def test_failed_export_leaves_no_file(tmp_path, monkeypatch):
     def interrupted(model, args, f, **kwargs):
         with open(f, "wb") as out:

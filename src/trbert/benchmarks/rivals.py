@@ -435,6 +435,23 @@ def parity(exported: Method, reference: Method, batches: Sequence) -> dict:
             "kept_lengths_equal": round(same_texts / texts, 5), "decisions_equal": round(same_tokens / tokens, 5)}
 
 
+def batch_invariance(method: Method, alone: Sequence, together: Sequence) -> dict:
+    """The same texts one at a time (`alone`) and in batches (`together`): the largest logit difference, the
+    share of texts with the same prediction and, for a TR model, the same kept lengths at every step."""
+    with torch.inference_mode():
+        one = [method.forward(**batch) for batch in alone]
+        many = [method.forward(**batch) for batch in together]
+    a, b = (torch.cat([o.logits.float() for o in outs]) for outs in (one, many))
+    check = {"texts": len(a), "max_abs_logit_diff": float(f"{float((a - b).abs().max()):.3g}"),
+             "predictions_equal": round(float((a.argmax(-1) == b.argmax(-1)).float().mean()), 5)}
+    if getattr(one[0], "kept_lengths", None) is not None:
+        lengths_alone = [o.kept_lengths[0] for o in one]
+        lengths_together = [row for o in many for row in o.kept_lengths]
+        same = sum(torch.equal(x, y) for x, y in zip(lengths_alone, lengths_together, strict=True))
+        check["kept_lengths_equal"] = round(same / len(lengths_alone), 5)
+    return check
+
+
 def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int], preset: BenchPreset,
             progress: bool = True) -> list[dict]:
     """One record per method and batch size (1 and 32); `methods[0]` is the full model."""
@@ -469,6 +486,9 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
                       for key, name in against.items()}
         checks[id(m)] = {key: parity(m, reference, batches(m.max_length, 32, len(texts)))
                          for key, reference in references.items() if reference is not None}
+        # The texts timed at batch 1, alone and in batches of 32: an example's outputs must not depend on its batch.
+        n = min(sizes[1], len(texts))
+        checks[id(m)]["batch_invariance"] = batch_invariance(m, batches(m.max_length, 1, n), batches(m.max_length, 32, n))
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
     # from a different method each round.
@@ -585,6 +605,24 @@ def ort_tr_verdict(records: list[dict]) -> str:
             parts.append(f"batch {batch}: ONNX Runtime TR fp32 at least as fast as PyTorch TR fp32 for {faster} of "
                          f"{len(pairs)} models ({each})")
     return "; ".join(parts + parity_verdicts(records))
+
+
+def batch_verdict(records: list[dict]) -> str:
+    """Does any method's output for a text depend on its batch (alone against in batches of 32)?"""
+    checked = [r for r in records if r["batch_size"] == 1 and "batch_invariance" in r]
+    if not checked:
+        return "batch independence not checked"
+    texts = checked[0]["batch_invariance"]["texts"]
+    worst = max(checked, key=lambda r: r["batch_invariance"]["max_abs_logit_diff"])
+    moved = [f"{r['method']} ({r['setting']}): {100 * (1 - r['batch_invariance']['predictions_equal']):.1f}% of "
+             "predictions" for r in checked if r["batch_invariance"]["predictions_equal"] < 1]
+    lengths = [r for r in checked if "kept_lengths_equal" in r["batch_invariance"]]
+    moved += [f"{r['method']} ({r['setting']}): kept lengths of {100 * (1 - r['batch_invariance']['kept_lengths_equal']):.1f}% "
+              "of the texts" for r in lengths if r["batch_invariance"]["kept_lengths_equal"] < 1]
+    return (f"each of {texts} texts alone against in batches of 32, every method: logits within "
+            f"{worst['batch_invariance']['max_abs_logit_diff']:.2g} ({worst['method']}, {worst['setting']}); "
+            + ("the same prediction" + (" and kept lengths" if lengths else "") + " for every text" if not moved
+               else "changed: " + ", ".join(moved)))
 
 
 def parity_verdicts(records: list[dict]) -> list[str]:
@@ -711,7 +749,7 @@ def run(preset_name: str = "quick", run_dir: str | None = None, backbone: str | 
         evaluation.write_results_json(json_path, f"{name}_{preset.name}", command, records)
         plot(records, png_path, title)
     text = "\n".join([table(records), "", *verdicts(records), *verdicts(records, TR_VARIANTS),
-                      "- " + int8_verdict(records), "- " + ort_tr_verdict(records)])
+                      "- " + int8_verdict(records), "- " + ort_tr_verdict(records), "- " + batch_verdict(records)])
     (run_path / f"{name}.md").write_text(text + "\n")
     print(text)
     if report:
@@ -749,6 +787,7 @@ def markdown_section(preset: BenchPreset, records: list[dict], command: str, tit
         *verdicts(records, TR_VARIANTS),
         "- " + int8_verdict(records),
         "- " + ort_tr_verdict(records),
+        "- " + batch_verdict(records),
         "",
         f"![accuracy against wall-clock speed-up]({Path(os.path.relpath(png, md.parent)).as_posix()})",
         f"<!-- {key}:end -->",

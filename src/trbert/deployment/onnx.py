@@ -238,7 +238,9 @@ def _quantize_per_token(model):
             nodes.append(helper.make_node("Mul", [f"{out}_per_token", scale_back[node.input[1]]], [out],
                                           name=f"{out}_scale_back"))
             scaled_back.add(node.input[1])
-    if not magnitude_of or set(scale_back.values()) != set(magnitude_of.values()) or scaled_back != set(scale_back):
+    if not magnitude_of:
+        raise ValueError("the ONNX model has no linear layer (MatMul by a weight matrix) to quantize")
+    if set(scale_back.values()) != set(magnitude_of.values()) or scaled_back != set(scale_back):
         raise RuntimeError("onnxruntime's quantizer wrote a graph of another form than expected (DynamicQuantizeLinear,"
                            " MatMulInteger, Cast, Mul by the scales); the int8 file was not written")
     del graph.node[:]
