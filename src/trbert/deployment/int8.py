@@ -90,10 +90,13 @@ class _Int8Linear(DynamicInt8Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
         n = rows.shape[0]
-        magnitude = rows.abs().amax(-1, keepdim=True).clamp_min_(1e-30)  # (1e-30: an all-zero token stays 0)
+        # Largest magnitude from the largest and the smallest value: two reads, no |x| written out.
+        magnitude = torch.maximum(rows.amax(-1, keepdim=True), rows.amin(-1, keepdim=True).neg_())
+        magnitude.clamp_min_(1e-30)  # an all-zero token stays 0
         normed = torch.empty(n + 1, rows.shape[1], dtype=rows.dtype)
         normed[n:] = self.anchor
         torch.div(rows, magnitude, out=normed[:n])
         y = _LINEAR_INT8(normed, self._packed_params._packed_params, False)[:n]  # False: activations on 8 bits
-        y = torch.addcmul(self.fp32_bias, magnitude, y) if self.fp32_bias is not None else y.mul_(magnitude)
-        return y.view(*x.shape[:-1], y.shape[-1])
+        if self.fp32_bias is None:
+            return y.mul_(magnitude).view(*x.shape[:-1], y.shape[-1])
+        return torch.addcmul(self.fp32_bias, magnitude, y, out=y).view(*x.shape[:-1], y.shape[-1])
