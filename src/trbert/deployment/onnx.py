@@ -214,10 +214,11 @@ def _quantize_per_token(model):
         if node.op_type == "DynamicQuantizeLinear":
             x, (quantized, x_scale, x_zero) = node.input[0], node.output
             magnitude = f"{x}_token_magnitude"
-            nodes += [helper.make_node("Abs", [x], [f"{x}_abs"], name=f"{x}_Abs"),
-                      helper.make_node("ReduceMax", [f"{x}_abs"], [f"{x}_max"], name=f"{x}_ReduceMax", axes=[-1],
-                                       keepdims=1),
-                      helper.make_node("Max", [f"{x}_max", tiny], [magnitude], name=f"{x}_Max"),
+            # Largest magnitude from the largest and the smallest value: two reads, no |x| written out.
+            nodes += [helper.make_node("ReduceMax", [x], [f"{x}_max"], name=f"{x}_ReduceMax", axes=[-1], keepdims=1),
+                      helper.make_node("ReduceMin", [x], [f"{x}_min"], name=f"{x}_ReduceMin", axes=[-1], keepdims=1),
+                      helper.make_node("Neg", [f"{x}_min"], [f"{x}_neg_min"], name=f"{x}_Neg"),
+                      helper.make_node("Max", [f"{x}_max", f"{x}_neg_min", tiny], [magnitude], name=f"{x}_Max"),
                       helper.make_node("Div", [x, magnitude], [f"{x}_per_token"], name=f"{x}_Div"),
                       helper.make_node("QuantizeLinear", [f"{x}_per_token", scale, zero], [quantized],
                                        name=f"{x}_QuantizeLinear")]
