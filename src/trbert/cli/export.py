@@ -13,7 +13,8 @@ against PyTorch (outputs and kept lengths) before the folder is written.
 OUT gets model.onnx, the config and the tokenizer; `trbert predict --model OUT`, `trbert eval --model
 OUT --full-model FINETUNE` and trbert.OnnxTRModel.from_pretrained(OUT) run it. --int8 quantizes the
 linear layers (ONNX Runtime dynamic quantization: weights on 7 bits, so the file runs on any x86 CPU;
-activations on 8 bits at run time); the policies and the embeddings stay fp32, as in PyTorch int8.
+activations on 8 bits at run time, each token on its own scale, so int8 outputs do not depend on the
+batch either); the policies and the embeddings stay fp32, as in PyTorch int8.
 Not exported (a clear error): long-input models, attention-based selections, token-level early exit,
 skipped tokens as keys."""
 
