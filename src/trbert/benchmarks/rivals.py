@@ -435,20 +435,16 @@ def parity(exported: Method, reference: Method, batches: Sequence) -> dict:
             "kept_lengths_equal": round(same_texts / texts, 5), "decisions_equal": round(same_tokens / tokens, 5)}
 
 
-def batch_invariance(method: Method, alone: Sequence, together: Sequence) -> dict:
-    """The same texts one at a time (`alone`) and in batches (`together`): the largest logit difference, the
-    share of texts with the same prediction and, for a TR model, the same kept lengths at every step."""
-    with torch.inference_mode():
-        one = [method.forward(**batch) for batch in alone]
-        many = [method.forward(**batch) for batch in together]
-    a, b = (torch.cat([o.logits.float() for o in outs]) for outs in (one, many))
+def batch_invariance(alone: evaluation.Predictions, batched: evaluation.Predictions, indices: list[int]) -> dict:
+    """Texts run one at a time (`alone`) against the same texts in batches (rows `indices` of `batched`):
+    the largest logit difference, the share of texts with the same prediction and, for a model that
+    selects tokens, the same kept lengths at every step."""
+    a, b = alone.logits.float(), batched.logits[indices].float()
     check = {"texts": len(a), "max_abs_logit_diff": float(f"{float((a - b).abs().max()):.3g}"),
-             "predictions_equal": round(float((a.argmax(-1) == b.argmax(-1)).float().mean()), 5)}
-    if getattr(one[0], "kept_lengths", None) is not None:
-        lengths_alone = [o.kept_lengths[0] for o in one]
-        lengths_together = [row for o in many for row in o.kept_lengths]
-        same = sum(torch.equal(x, y) for x, y in zip(lengths_alone, lengths_together, strict=True))
-        check["kept_lengths_equal"] = round(same / len(lengths_alone), 5)
+             "predictions_equal": round(float((alone.pred == batched.pred[indices]).float().mean()), 5)}
+    if alone.kept_lengths is not None:
+        same = (alone.kept_lengths == batched.kept_lengths[indices]).all(1)
+        check["kept_lengths_equal"] = round(float(same.float().mean()), 5)
     return check
 
 
@@ -480,15 +476,17 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
         predictions.append(evaluation.predict_encoded(m.forward, batches(m.max_length, 32, len(texts)), macs=m.macs))
     full = predictions[0]
     checks = {}  # per method: its parity with the PyTorch model it was exported from, and with fp32 TR
-    for m in methods:
+    timed_b1 = min(sizes[1], len(texts))
+    for m, pred in zip(methods, predictions):
         against = {"parity": EXPORTED.get(m.method), "parity_fp32": "tr" if m.method in INT8_TR else None}
         references = {key: next((r for r in methods if r.method == name and r.setting == m.setting), None)
                       for key, name in against.items()}
         checks[id(m)] = {key: parity(m, reference, batches(m.max_length, 32, len(texts)))
                          for key, reference in references.items() if reference is not None}
-        # The texts timed at batch 1, alone and in batches of 32: an example's outputs must not depend on its batch.
-        n = min(sizes[1], len(texts))
-        checks[id(m)]["batch_invariance"] = batch_invariance(m, batches(m.max_length, 1, n), batches(m.max_length, 32, n))
+        # The texts timed at batch 1, alone against in the accuracy run's batches of 32: an example's outputs
+        # must not depend on its batch.
+        alone = evaluation.predict_encoded(m.forward, batches(m.max_length, 1, timed_b1), macs=m.macs)
+        checks[id(m)]["batch_invariance"] = batch_invariance(alone, pred, evaluation.spread(len(texts), timed_b1))
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
     # from a different method each round.

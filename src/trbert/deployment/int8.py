@@ -57,7 +57,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     for module in quantized.modules():
         if type(module) is DynamicInt8Linear:
             module.__class__ = _Int8Linear
-            module.take_bias_out()
+            module.prepare_per_token()
     return quantized.eval()
 
 
@@ -75,8 +75,9 @@ class _Int8Linear(DynamicInt8Linear):
     skips the checks torch makes on every call, which cost as much as the arithmetic when a call has few
     tokens."""
 
-    def take_bias_out(self) -> None:
-        """Pack the weights without the bias, which `forward` adds once the products are scaled back."""
+    def prepare_per_token(self) -> None:
+        """Pack the weights without the bias (`forward` adds it once the products are scaled back) and keep
+        the fixed row."""
         weight, bias = self._packed_params._weight_bias()
         self._packed_params.set_weight_bias(weight, None)
         self.register_buffer("fp32_bias", bias)

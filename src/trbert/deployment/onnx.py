@@ -165,6 +165,7 @@ def _check_parity(path, inputs, expected, outputs) -> None:
 # at run time with one scale per token (`_quantize_per_token`).
 INT8_RECIPE = {"op_types": ["MatMul"], "weight_bits": 7, "per_channel": True, "activations": "uint8 per token"}
 _RECIPE_KEY = "trbert_int8"
+_TOKEN_SCALE = np.float32(2 / 255)  # the quantization scale of a token divided by its largest magnitude
 
 
 def quantize_onnx_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -204,7 +205,7 @@ def _quantize_per_token(model):
     graph = model.graph
     constants = {t.name: t for t in graph.initializer}
     scale, zero, tiny = "trbert_token_scale", "trbert_token_zero_point", "trbert_token_tiny"
-    graph.initializer.extend([numpy_helper.from_array(np.array(2 / 255, np.float32), scale),
+    graph.initializer.extend([numpy_helper.from_array(np.array(_TOKEN_SCALE), scale),
                               numpy_helper.from_array(np.array(128, np.uint8), zero),
                               numpy_helper.from_array(np.array(1e-30, np.float32), tiny)])  # an all-zero token
     magnitude_of, zero_points = {}, set()  # a DynamicQuantizeLinear's scale output -> its tokens' magnitudes
@@ -226,7 +227,7 @@ def _quantize_per_token(model):
             zero_points.add(x_zero)
             continue
         if node.op_type == "Mul" and node.input[0] in magnitude_of:  # the input's scale x the weight scales
-            product = numpy_helper.to_array(constants[node.input[1]]) * np.float32(2 / 255)
+            product = numpy_helper.to_array(constants[node.input[1]]) * _TOKEN_SCALE
             graph.initializer.append(numpy_helper.from_array(product.astype(np.float32), node.output[0]))
             scale_back[node.output[0]] = magnitude_of[node.input[0]]
             folded.add(node.input[1])
