@@ -1,6 +1,9 @@
 """What the machine can do: its instruction set, native bfloat16, its cores; and training's precision on it."""
 
 import os
+import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +71,30 @@ def test_bfloat16_training_falls_back_to_fp32_where_it_is_emulated(monkeypatch, 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX512_BF16)
     assert training.mixed_precision(True) is True
     assert capsys.readouterr().err == ""
+
+
+
+_HEAP_BLOCK = """
+import sys, torch
+from trbert import hardware
+if sys.argv[1] == "keep":
+    assert hardware.keep_freed_memory()
+address = torch.ones(16 << 20).data_ptr()  # 64 MB
+for line in open("/proc/self/maps"):
+    if line.rstrip().endswith("[heap]"):
+        start, end = (int(x, 16) for x in line.split()[0].split("-"))
+        print(start <= address < end)
+        break
+else:
+    print(False)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+def test_large_blocks_come_from_the_heap_where_freed_memory_stays():
+    def on_heap(mode):
+        run = subprocess.run([sys.executable, "-c", _HEAP_BLOCK, mode], capture_output=True, text=True, check=True)
+        return run.stdout.strip()
+
+    assert on_heap("default") == "False"  # glibc maps a block this large afresh, and unmaps it on free
+    assert on_heap("keep") == "True"

@@ -102,3 +102,27 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's allocator serve large blocks from its heap and keep what is freed there.
+
+    By default glibc maps every block over a few MB afresh and unmaps it on free, so each training step
+    of a base-size encoder has the kernel fault in its activations page by page again. From the heap,
+    freed blocks are reused, and up to 1 GB freed at its top stays there (docs/RESULTS.md has the time
+    it saves). Returns whether the allocator took the settings (False off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return all(libc.mallopt(param, value) == 1 for param, value in
+                   ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 1 << 28)))
+    except (OSError, AttributeError):
+        return False
