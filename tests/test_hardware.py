@@ -1,4 +1,5 @@
-"""What the machine can do: its instruction set, native bfloat16, its cores; and training's precision on it."""
+"""What the machine can do: its instruction set, native bfloat16, its cores; training's precision on it; and
+the allocator setting every command makes."""
 
 import os
 import platform
@@ -71,7 +72,6 @@ def test_bfloat16_training_falls_back_to_fp32_where_it_is_emulated(monkeypatch, 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: AVX512_BF16)
     assert training.mixed_precision(True) is True
     assert capsys.readouterr().err == ""
-
 
 
 _HEAP_BLOCK = """

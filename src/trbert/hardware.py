@@ -118,7 +118,7 @@ def keep_freed_memory() -> bool:
     import ctypes
     import ctypes.util
 
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

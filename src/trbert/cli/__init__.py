@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from ..hardware import keep_freed_memory
 from . import attack, backbone, bench, common, eval, export, long, predict, run, speed, train, wnut
 
 COMMANDS = [run, train, eval, predict, export, speed, wnut, long, bench, attack, backbone]  # in the order `trbert --help` lists them
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["trbert", *argv])  # recorded with results, to rerun them exactly
     try:
+        keep_freed_memory()  # every command: fewer page faults on large tensors
         common.set_threads(args.threads)
         return args.handler(args)
     except common.USER_ERRORS as error:  # a bad file, folder or text: one line, no traceback

@@ -121,13 +121,9 @@ def add_threads_option(p) -> None:
 
 
 def set_threads(threads: int) -> None:
-    """torch's CPU threads, and the allocator set to reuse freed memory (`trbert.hardware.keep_freed_memory`)."""
     import torch
 
-    from ..hardware import keep_freed_memory
-
     torch.set_num_threads(threads)
-    keep_freed_memory()
 
 
 def formatter(prog):
