@@ -197,12 +197,17 @@ def check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds)
     text = present & (input_ids != config.sep_token_id) if input_ids is not None else present.clone()
     text[:, 0] = False  # [CLS] (<s>)
     empty, blank = torch.stack([~present.any(1), ~text.any(1)]).tolist()
+    check_present(empty, blank if input_ids is not None else [])
+    return attention_mask
+
+
+def check_present(empty: list[bool], blank: list[bool]) -> None:
+    """The errors for examples without tokens (`empty`) or without text between [CLS] and [SEP] (`blank`)."""
     if any(empty):
         raise ValueError(f"example(s) {_where(empty)} have no tokens (their attention_mask is all zeros)")
-    if input_ids is not None and any(blank):
+    if any(blank):
         raise ValueError(f"example(s) {_where(blank)} hold no text, only [CLS] and [SEP]: there is nothing to read "
                          "in them (an empty text, or one of characters the tokenizer drops)")
-    return attention_mask
 
 
 def _where(flags: list[bool]) -> list[int]:

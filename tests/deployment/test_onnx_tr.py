@@ -142,8 +142,16 @@ def test_damaged_or_missing_exports_are_named(tmp_path):
     runtime = OnnxTRModel.from_pretrained(runtime_folder)
     with pytest.raises(ValueError, match="takes at most 64"):
         runtime(input_ids=torch.ones(1, 70, dtype=torch.long))
-    with pytest.raises(ValueError, match="nothing to read"):
-        runtime(input_ids=torch.tensor([[2, 3]]))
+    with pytest.raises(ValueError, match=r"example\(s\) \[1\] hold no text.*nothing to read"):
+        runtime(input_ids=torch.tensor([[2, 7, 3], [2, 3, 0]]), attention_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    with pytest.raises(ValueError, match=r"example\(s\) \[0\] have no tokens"):
+        runtime(input_ids=torch.tensor([[2, 7, 3]]), attention_mask=torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_mask must be a tensor of shape"):
+        runtime(input_ids=torch.tensor([[2, 7, 3]]), attention_mask=torch.ones(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="is empty"):
+        runtime(input_ids=torch.ones(1, 0, dtype=torch.long))
+    with pytest.raises(TypeError, match="2-D integer tensor"):
+        runtime(input_ids=torch.ones(1, 3))
 
 
 def test_the_real_minilm_exports_equal_to_pytorch(minilm, tmp_path):
