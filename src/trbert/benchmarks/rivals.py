@@ -19,7 +19,8 @@ TR models, `rivals/` for the others), so a re-run only measures. Measurement: ac
 test split (batch 32) against the full model with a paired bootstrap; multiply-adds per example from
 the lengths each method actually ran on; wall clock at batch 1 (latency) and batch 32 (throughput) on
 test articles spread evenly over the split, all methods interleaved round by round so that drift of the machine hits
-them alike (median over rounds); peak memory: the resident memory a first batch of 32 adds on top of
+them alike (median over rounds), each timed pass after one untimed batch of its own (the pass before it
+was another method's); peak memory: the resident memory a first batch of 32 adds on top of
 the loaded model (measured before anything else runs a large batch).
 """
 
@@ -490,13 +491,17 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
         checks[id(m)]["batch_invariance"] = batch_invariance(alone, pred, evaluation.spread(len(texts), timed_b1))
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
-    # from a different method each round.
+    # from a different method each round. Each timed pass follows one untimed batch of the same method:
+    # the pass before evicted its weights from the caches and idled its threads, which costs a fast
+    # method a larger share of its pass than a slow one.
     times = {(i, b): [] for i in range(len(methods)) for b in sizes}
     for r in tqdm(range(preset.rounds + 1), desc="timing rounds", disable=not progress):
         for j in range(len(methods)):
             i = (j + r) % len(methods)
             for b, n in sizes.items():
-                seconds = _pass(methods[i], batches(methods[i].max_length, b, min(n, len(texts))))
+                timed = batches(methods[i].max_length, b, min(n, len(texts)))
+                _pass(methods[i], timed[:1])
+                seconds = _pass(methods[i], timed)
                 if r > 0:
                     times[(i, b)].append(seconds)
     records = []
@@ -771,7 +776,8 @@ def markdown_section(preset: BenchPreset, records: list[dict], command: str, tit
         f"{'' if preset.test_examples is None else ' spread evenly over the split'} against the full model (95% "
         "paired-bootstrap interval); "
         f"GFLOPs per {unit[:-1]} (2 x multiply-adds executed); wall-clock speed-up over the fp32 full model measured in "
-        f"the same run, all methods interleaved over {preset.rounds} rounds (median), at batch 1 on "
+        f"the same run, all methods interleaved over {preset.rounds} rounds (median; each timed pass after one untimed "
+        "batch of its own), at batch 1 on "
         f"{preset.timed_b1} and batch 32 on {preset.timed_b32} test {unit} spread evenly over the split; peak memory: resident "
         "memory a first batch of 32 adds on top of the loaded model (measured before the other passes).",
         "",
