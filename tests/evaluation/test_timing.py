@@ -16,6 +16,20 @@ def test_wall_speedup_interleaves_after_one_warm_up_each():
         wall_speedup(lambda: None, lambda: None, repeats=0)
 
 
+def test_each_timed_call_can_follow_an_untimed_warm_call_of_its_own():
+    import time
+
+    calls = []
+
+    def warm(name):  # slow: it would dominate the timings if it were timed
+        return lambda: (calls.append(f"warm {name}"), time.sleep(0.05))
+
+    full, tr, _ = wall_speedup(lambda: calls.append("full"), lambda: calls.append("tr"), repeats=2,
+                               warm=(warm("full"), warm("tr")))
+    assert calls == ["full", "tr"] + ["warm full", "full", "warm tr", "tr"] * 2
+    assert full < 0.05 and tr < 0.05
+
+
 def test_spread_samples_every_part_of_an_ordered_split():
     from trbert.evaluation import spread
 
