@@ -163,7 +163,24 @@ def _trbert_config(path: str, source, kwargs: dict):
 
 
 def check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds):
-    """Clear errors for inputs the model cannot take, before anything runs."""
+    """Clear errors for inputs the model cannot take, before anything runs. Returns the attention mask
+    (all ones when None)."""
+    check_shapes(config, input_ids, attention_mask, inputs_embeds)
+    x = input_ids if input_ids is not None else inputs_embeds
+    if attention_mask is None:
+        attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+    # Examples with no tokens, and (from input_ids) with nothing between [CLS] and [SEP], which is what an
+    # empty text tokenizes to: a label for it would mean nothing. One read back to the host for both.
+    present = attention_mask.bool()
+    text = present & (input_ids != config.sep_token_id) if input_ids is not None else present.clone()
+    text[:, 0] = False  # [CLS] (<s>)
+    empty, blank = torch.stack([~present.any(1), ~text.any(1)]).tolist()
+    check_present(empty, blank if input_ids is not None else [])
+    return attention_mask
+
+
+def check_shapes(config: TRBertConfig, input_ids, attention_mask, inputs_embeds) -> None:
+    """The errors for inputs of the wrong type or shape (read from the tensors' metadata alone)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids or inputs_embeds")
     x = input_ids if input_ids is not None else inputs_embeds
@@ -186,19 +203,10 @@ def check_inputs(config: TRBertConfig, input_ids, attention_mask, inputs_embeds)
             f"the input has {length} tokens but the model takes at most {limit}: tokenize with "
             f"truncation=True, max_length={limit}, or set long_input=True to run it as a long document"
         )
-    if attention_mask is None:
-        attention_mask = torch.ones(batch, length, dtype=torch.long, device=x.device)
-    elif not isinstance(attention_mask, torch.Tensor) or tuple(attention_mask.shape) != (batch, length):
+    if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
+                                       or tuple(attention_mask.shape) != (batch, length)):
         shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
         raise ValueError(f"attention_mask must be a tensor of shape {(batch, length)}, got {shape}")
-    # Examples with no tokens, and (from input_ids) with nothing between [CLS] and [SEP], which is what an
-    # empty text tokenizes to: a label for it would mean nothing. One read back to the host for both.
-    present = attention_mask.bool()
-    text = present & (input_ids != config.sep_token_id) if input_ids is not None else present.clone()
-    text[:, 0] = False  # [CLS] (<s>)
-    empty, blank = torch.stack([~present.any(1), ~text.any(1)]).tolist()
-    check_present(empty, blank if input_ids is not None else [])
-    return attention_mask
 
 
 def check_present(empty: list[bool], blank: list[bool]) -> None:

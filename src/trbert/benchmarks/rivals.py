@@ -492,8 +492,8 @@ def measure(methods: list[Method], tokenizer, texts: list[str], labels: list[int
 
     # Wall clock: round 0 warms up; each later round times every method at both batch sizes, starting
     # from a different method each round. Each timed pass follows one untimed batch of the same method:
-    # right after another method's pass, a pass runs slower for a while (a 4 ms-per-text ONNX Runtime pass
-    # by 5-10% after a batch-32 pass), a larger share of a fast method's pass than of a slow one's.
+    # right after another method's pass, a pass runs slower for a while (a 3.4 ms-per-text ONNX Runtime
+    # pass by 8-12% after a batch-32 pass), a larger share of a fast method's pass than of a slow one's.
     times = {(i, b): [] for i in range(len(methods)) for b in sizes}
     for r in tqdm(range(preset.rounds + 1), desc="timing rounds", disable=not progress):
         for j in range(len(methods)):

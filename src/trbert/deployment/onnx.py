@@ -389,21 +389,13 @@ class OnnxTRModel:
         from .. import modeling
         from ..configuration import token_limit
 
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int):
-            raise TypeError("input_ids must be a 2-D integer tensor [batch, length]: tokenize with "
-                            "return_tensors='pt' (or use trbert.encode)")
         limit = token_limit(self.config)
-        if input_ids.shape[1] > limit:
+        if isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2 and input_ids.shape[1] > limit:
             raise ValueError(f"the input has {input_ids.shape[1]} tokens but the model takes at most {limit}: "
                              f"tokenize with truncation=True, max_length={limit}")
-        if attention_mask is not None and (not isinstance(attention_mask, torch.Tensor)
-                                           or attention_mask.shape != input_ids.shape):
-            shape = tuple(attention_mask.shape) if isinstance(attention_mask, torch.Tensor) else type(attention_mask).__name__
-            raise ValueError(f"attention_mask must be a tensor of shape {tuple(input_ids.shape)}, got {shape}")
-        if input_ids.numel() == 0:
-            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): there is no text to encode")
-        # The checks and the feed in numpy: torch's small operations here cost about 0.1 ms more per call,
-        # measurable against a short text's 4 ms run.
+        modeling.check_shapes(self.config, input_ids, attention_mask, None)
+        # The content checks and the feed in numpy: torch's small operations here cost about 0.1 ms more
+        # per call, measurable against a short text's 4 ms run.
         ids = input_ids.detach().cpu().numpy().astype(np.int64, copy=False)
         mask = (np.ones_like(ids) if attention_mask is None
                 else attention_mask.detach().cpu().numpy().astype(np.int64, copy=False))

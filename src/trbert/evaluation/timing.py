@@ -38,8 +38,9 @@ def wall_speedup(
     warm: tuple[Callable[[], object], Callable[[], object]] | None = None,
 ) -> tuple[float, float, float]:
     """Time two zero-argument callables interleaved (full, tr, full, tr, ...) after one warm-up call
-    each, so that drift of the machine hits both alike. `warm`: a short call of each run untimed just
-    before each of its timed calls (right after the other's call, a call runs slower for a while). Returns the median seconds of each and full / tr."""
+    each, so that drift of the machine hits both alike. `warm`: a short call of each, run untimed just
+    before each of its timed calls (right after the other's call, a call runs slower for a while).
+    Returns the median seconds of each and full / tr."""
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be at least 1")
     full_fn()
